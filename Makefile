@@ -1,0 +1,63 @@
+# rollcall: `make` builds build/rollcall; `make run`, `make test`, `make asan`,
+# `make bench`, `make clean`. run and test install missing Debian packages first.
+
+BUILD   ?= build
+CC      ?= cc
+SANITIZE ?=
+PKGS    := libmicrohttpd libcjson
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror $(SANITIZE) \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -lcjson) -lm
+TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
+TEST_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+LIB_SRC := $(wildcard store/*.c) $(filter-out server/main.c,$(wildcard server/*.c)) $(wildcard handlers/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
+STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
+
+.PHONY: all run test unit e2e asan bench deps clean
+
+all: $(BUILD)/rollcall
+
+$(BUILD)/obj/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/rollcall: $(BUILD)/obj/server/main.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) $(TEST_LIBS)
+
+deps:
+	@sh scripts/install-deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	exec $(BUILD)/rollcall --listen 127.0.0.1:7070
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do $$t; done
+
+e2e: $(BUILD)/rollcall
+	python3 tests/e2e/run_e2e.py $(BUILD)/rollcall
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory e2e
+
+# The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+		SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all" all unit e2e
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	sh tests/bench/run.sh $(BUILD)/rollcall
+
+clean:
+	rm -rf build

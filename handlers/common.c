@@ -1,0 +1,161 @@
+/* common: input checks shared by the handlers; see handlers.h. */
+#include "handlers.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../server/reply.h"
+#include "../server/uri.h"
+
+bool need_caller(struct http_request *req, struct http_reply *rep)
+{
+	if (!req->token) {
+		reply_error(rep, ERR_MISSING_TOKEN, NULL);
+		return false;
+	}
+	if (!req->caller) {
+		reply_error(rep, ERR_BAD_TOKEN, NULL);
+		return false;
+	}
+	return true;
+}
+
+bool need_own_session(struct http_request *req, struct http_reply *rep, struct store_session **out)
+{
+	struct store_session *s = store_session_find(req->app->store, req->now, req->param, req->param_len);
+
+	if (!s) {
+		reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
+		return false;
+	}
+	/* The dispatcher found the caller by its token; the id must be the same session. */
+	if (!need_caller(req, rep))
+		return false;
+	if (req->caller != s) {
+		reply_error(rep, ERR_BAD_TOKEN, "This token is not this session's.");
+		return false;
+	}
+	*out = s;
+	return true;
+}
+
+bool need_key(struct http_request *req, struct http_reply *rep, char *out, size_t *len)
+{
+	if (!uri_decode_key(req->param, req->param_len, out, len)) {
+		reply_error(rep, ERR_INVALID_KEY, NULL);
+		return false;
+	}
+	return true;
+}
+
+bool query_uint(struct http_request *req, struct http_reply *rep, const char *name, uint64_t dflt, uint64_t *out)
+{
+	const char *raw;
+	char v[32];
+	size_t rn, n = 0, i;
+	uint64_t x = 0;
+
+	if (!uri_query_find(req->query, req->query_len, name, &raw, &rn)) {
+		*out = dflt;
+		return true;
+	}
+	/* Decoded first, as any query value: "%33" is "3". Longer than 31
+	 * bytes after decoding cannot be a number we accept, so it fails. */
+	if (!uri_decode(raw, rn, true, v, sizeof(v) - 1, &n))
+		n = 0;
+	for (i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			break;
+		x = x > (UINT64_MAX - 9) / 10 ? UINT64_MAX : x * 10 + (uint64_t)(v[i] - '0');
+	}
+	if (n == 0 || i < n) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "The query parameter '%s' must be a non-negative whole number.", name);
+		reply_error(rep, ERR_BAD_REQUEST, msg);
+		return false;
+	}
+	*out = x;
+	return true;
+}
+
+bool query_limit(struct http_request *req, struct http_reply *rep, size_t *out)
+{
+	uint64_t v;
+
+	if (!query_uint(req, rep, "limit", LIST_LIMIT_DEFAULT, &v))
+		return false;
+	*out = (v == 0 || v > LIST_LIMIT_MAX) ? LIST_LIMIT_MAX : (size_t)v;
+	return true;
+}
+
+bool query_wait(struct http_request *req, struct http_reply *rep, unsigned *out)
+{
+	uint64_t v;
+
+	if (!query_uint(req, rep, "wait", 0, &v))
+		return false;
+	if (v > WAIT_MAX_SECONDS) {
+		reply_error(rep, ERR_BAD_REQUEST, "wait is at most 300 seconds.");
+		return false;
+	}
+	*out = (unsigned)v;
+	return true;
+}
+
+bool query_text(struct http_request *req, struct http_reply *rep, const char *name,
+		char *out, size_t *len, bool *present)
+{
+	const char *v;
+	size_t n;
+
+	*len = 0;
+	*present = uri_query_find(req->query, req->query_len, name, &v, &n);
+	if (!*present)
+		return true;
+	if (!uri_decode(v, n, true, out, STORE_KEY_MAX, len) || !uri_text_ok(out, *len)) {
+		char msg[128];
+		snprintf(msg, sizeof(msg),
+			 "The query parameter '%s' must be percent-encoded UTF-8 of at most 512 bytes without control characters.",
+			 name);
+		reply_error(rep, ERR_BAD_REQUEST, msg);
+		return false;
+	}
+	out[*len] = '\0';
+	return true;
+}
+
+bool need_body(struct http_request *req, struct http_reply *rep, struct json_body *b)
+{
+	const char *why = NULL;
+	char msg[160];
+
+	switch (json_body_parse(req->body, req->body_len, b, &why)) {
+	case JSON_BODY_OK:
+		return true;
+	case JSON_BODY_NOMEM:
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return false;
+	case JSON_BODY_BAD:
+	default:
+		snprintf(msg, sizeof(msg), "The body is not valid JSON for this request: %s.", why ? why : "malformed");
+		reply_error(rep, ERR_BAD_REQUEST, msg);
+		return false;
+	}
+}
+
+bool body_ttl(struct http_request *req, struct http_reply *rep, const struct json_body *b, unsigned *ttl)
+{
+	const cJSON *t = json_body_get(b, "ttl");
+	double d;
+
+	*ttl = 0;
+	if (!json_body_member(b, "ttl"))
+		return true;
+	d = t && cJSON_IsNumber(t) ? t->valuedouble : -1;
+	if (!isfinite(d) || d < 1 || d > req->app->cfg->max_ttl || d != floor(d)) {
+		reply_error(rep, ERR_INVALID_TTL, NULL);
+		return false;
+	}
+	*ttl = (unsigned)d;
+	return true;
+}

@@ -1,0 +1,65 @@
+/* handlers: one function per route, and the helpers they share. A handler
+ * reads a struct http_request, calls the store, and fills a struct
+ * http_reply; none of them touches a socket. */
+#ifndef ROLLCALL_HANDLERS_H
+#define ROLLCALL_HANDLERS_H
+
+#include "../server/json.h"
+#include "../server/request.h"
+
+/* sessions.c */
+void sessions_create(struct http_request *req, struct http_reply *rep);
+void sessions_list(struct http_request *req, struct http_reply *rep);
+void sessions_get(struct http_request *req, struct http_reply *rep);
+void sessions_delete(struct http_request *req, struct http_reply *rep);
+void sessions_heartbeat(struct http_request *req, struct http_reply *rep);
+
+/* names.c */
+void names_put(struct http_request *req, struct http_reply *rep);
+void names_get(struct http_request *req, struct http_reply *rep);
+void names_delete(struct http_request *req, struct http_reply *rep);
+void names_list(struct http_request *req, struct http_reply *rep);
+
+/* ops.c */
+void ops_healthz(struct http_request *req, struct http_reply *rep);
+
+/* --- common.c: helpers that answer the error themselves and return false --- */
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+#define WAIT_MAX_SECONDS 300
+
+/* The caller's session: 401 missing_token without a token, 403 bad_token
+ * when it is not a live session's. */
+bool need_caller(struct http_request *req, struct http_reply *rep);
+
+/* The session named by the path's {id}: 404 session_not_found when there is
+ * none; then, when the token must be that session's, 401 or 403. */
+bool need_own_session(struct http_request *req, struct http_reply *rep, struct store_session **out);
+
+/* The path's {key}, decoded into out (STORE_KEY_MAX + 1 bytes): 400 invalid_key. */
+bool need_key(struct http_request *req, struct http_reply *rep, char *out, size_t *len);
+
+/* A numeric query parameter (non-negative decimal digits; huge values
+ * saturate): *out = dflt when absent; 400 bad_request otherwise. */
+bool query_uint(struct http_request *req, struct http_reply *rep, const char *name, uint64_t dflt, uint64_t *out);
+
+/* limit: default 100; 0 or over 1000 means 1000. */
+bool query_limit(struct http_request *req, struct http_reply *rep, size_t *out);
+
+/* wait: seconds, 0 to 300, default 0. */
+bool query_wait(struct http_request *req, struct http_reply *rep, unsigned *out);
+
+/* A text query parameter, decoded (with '+' as space) into out (capacity
+ * STORE_KEY_MAX + 1), valid UTF-8 without control characters. *present tells
+ * whether it was given. 400 bad_request when bad or too long. */
+bool query_text(struct http_request *req, struct http_reply *rep, const char *name,
+		char *out, size_t *len, bool *present);
+
+/* The request body as a JSON object (empty is {}): 400 bad_request or 503. */
+bool need_body(struct http_request *req, struct http_reply *rep, struct json_body *b);
+
+/* The body's "ttl": 0 when absent, else a whole number 1..max_ttl: 400 invalid_ttl. */
+bool body_ttl(struct http_request *req, struct http_reply *rep, const struct json_body *b, unsigned *ttl);
+
+#endif

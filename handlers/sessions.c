@@ -1,0 +1,204 @@
+/* sessions: create, heartbeat, delete, list and inspect sessions. */
+#include "handlers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../server/reply.h"
+#include "../server/uri.h"
+
+/* Adds the fields every session answer shares. False when out of memory. */
+static bool add_lease(cJSON *o, const struct store_session *s, uint64_t now)
+{
+	return cJSON_AddStringToObject(o, "id", s->id) &&
+	       cJSON_AddNumberToObject(o, "ttl", s->ttl) &&
+	       cJSON_AddNumberToObject(o, "expires_in_ms", (double)store_session_expires_in(s, now));
+}
+
+static bool add_label(cJSON *o, const struct store_session *s)
+{
+	return s->label ? cJSON_AddStringToObject(o, "label", s->label) != NULL
+			: cJSON_AddNullToObject(o, "label") != NULL;
+}
+
+/* The listing's view of a session: lease, label and counts. */
+static cJSON *session_summary(const struct store_session *s, uint64_t now)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (o && add_lease(o, s, now) && add_label(o, s) &&
+	    cJSON_AddNumberToObject(o, "names", (double)s->n_names) &&
+	    cJSON_AddNumberToObject(o, "props", 0) &&
+	    cJSON_AddNumberToObject(o, "groups", 0) &&
+	    cJSON_AddNumberToObject(o, "queued", 0))
+		return o;
+	cJSON_Delete(o);
+	return NULL;
+}
+
+void sessions_create(struct http_request *req, struct http_reply *rep)
+{
+	struct json_body b;
+	const cJSON *label;
+	struct store_session *s;
+	enum store_rc rc;
+	unsigned ttl;
+	cJSON *o;
+
+	if (!need_body(req, rep, &b) || !body_ttl(req, rep, &b, &ttl))
+		goto out;
+	label = json_body_get(&b, "label");
+	if (json_body_member(&b, "label") && !cJSON_IsNull(label) &&
+	    (!cJSON_IsString(label) || strlen(label->valuestring) > STORE_LABEL_MAX)) {
+		reply_error(rep, ERR_BAD_REQUEST, "label must be a string of at most 256 bytes.");
+		goto out;
+	}
+	if (!cJSON_IsString(label))
+		label = NULL;
+	rc = store_session_create(req->app->store, req->now, ttl,
+				  label ? label->valuestring : NULL,
+				  label ? strlen(label->valuestring) : 0, &s);
+	if (rc != STORE_CREATED) {
+		reply_store_error(rep, rc);
+		goto out;
+	}
+	o = cJSON_CreateObject();
+	if (!o || !add_lease(o, s, req->now) || !cJSON_AddStringToObject(o, "token", s->token) || !add_label(o, s)) {
+		/* Nobody will ever learn the token: take the session back. */
+		cJSON_Delete(o);
+		store_session_delete(req->app->store, s);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		goto out;
+	}
+	reply_json(rep, 201, o);
+out:
+	json_body_free(&b);
+}
+
+void sessions_heartbeat(struct http_request *req, struct http_reply *rep)
+{
+	struct store_session *s;
+	struct json_body b = { 0 };
+	enum store_rc rc;
+	unsigned ttl;
+	cJSON *o;
+
+	if (!need_own_session(req, rep, &s) || !need_body(req, rep, &b) || !body_ttl(req, rep, &b, &ttl))
+		goto out;
+	rc = store_session_heartbeat(req->app->store, req->now, s, ttl);
+	if (rc != STORE_OK) {
+		reply_store_error(rep, rc);
+		goto out;
+	}
+	o = cJSON_CreateObject();
+	if (o && !add_lease(o, s, req->now)) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	reply_json(rep, 200, o);
+out:
+	json_body_free(&b);
+}
+
+void sessions_delete(struct http_request *req, struct http_reply *rep)
+{
+	struct store_session *s;
+
+	if (!need_own_session(req, rep, &s))
+		return;
+	store_session_delete(req->app->store, s);
+	reply_empty(rep, 204);
+}
+
+void sessions_list(struct http_request *req, struct http_reply *rep)
+{
+	struct store_session *page[LIST_LIMIT_MAX];
+	char after[STORE_KEY_MAX + 1];
+	size_t limit, alen, n, i;
+	bool has_after, more;
+	cJSON *o, *arr;
+
+	if (!query_limit(req, rep, &limit) || !query_text(req, rep, "after", after, &alen, &has_after))
+		return;
+	n = store_session_page(req->app->store, has_after ? after : NULL, alen, limit, page, &more);
+	o = cJSON_CreateObject();
+	arr = o ? cJSON_AddArrayToObject(o, "sessions") : NULL;
+	for (i = 0; arr && i < n; i++) {
+		cJSON *s = session_summary(page[i], req->now);
+		if (!s || !cJSON_AddItemToArray(arr, s)) {
+			cJSON_Delete(s);
+			arr = NULL;
+		}
+	}
+	if (!arr || !(more && n ? cJSON_AddStringToObject(o, "next", page[n - 1]->id)
+				: cJSON_AddNullToObject(o, "next"))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	reply_json(rep, 200, o);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	const struct store_name *x = *(const struct store_name *const *)a;
+	const struct store_name *y = *(const struct store_name *const *)b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->key, y->key, n);
+
+	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/* {"names": [sorted keys], "props": [], "groups": []}: what the session holds. */
+static cJSON *held(const struct store_session *s)
+{
+	const struct store_name **sorted = NULL;
+	const struct store_name *n;
+	cJSON *o = cJSON_CreateObject(), *names;
+	size_t i = 0;
+
+	if (!o)
+		return NULL;
+	if (s->n_names) {
+		sorted = malloc(s->n_names * sizeof(*sorted));
+		if (!sorted)
+			goto fail;
+		for (n = s->names_head; n; n = n->s_next)
+			sorted[i++] = n;
+		qsort(sorted, s->n_names, sizeof(*sorted), cmp_names);
+	}
+	names = cJSON_AddArrayToObject(o, "names");
+	for (i = 0; names && i < s->n_names; i++) {
+		cJSON *k = cJSON_CreateString(sorted[i]->key);
+		if (!k || !cJSON_AddItemToArray(names, k)) {
+			cJSON_Delete(k);
+			goto fail;
+		}
+	}
+	if (!names || !cJSON_AddArrayToObject(o, "props") || !cJSON_AddArrayToObject(o, "groups"))
+		goto fail;
+	free(sorted);
+	return o;
+fail:
+	free(sorted);
+	cJSON_Delete(o);
+	return NULL;
+}
+
+void sessions_get(struct http_request *req, struct http_reply *rep)
+{
+	struct store_session *s = store_session_find(req->app->store, req->now, req->param, req->param_len);
+	cJSON *o, *h;
+
+	if (!s) {
+		reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
+		return;
+	}
+	o = session_summary(s, req->now);
+	h = o ? held(s) : NULL;
+	if (!h || !cJSON_AddItemToObject(o, "held", h)) {
+		cJSON_Delete(h);
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	reply_json(rep, 200, o);
+}

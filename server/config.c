@@ -1,0 +1,138 @@
+/* config: command-line flags; see config.h. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->host, "127.0.0.1");
+	c->port = 7070;
+	c->default_ttl = 15;
+	c->max_ttl = 3600;
+	c->max_body = 1024 * 1024;
+	c->max_value = 64 * 1024;
+	c->max_sessions = 1000000;
+	c->max_connections = 10000;
+}
+
+static const char usage[] =
+	"usage: rollcall [flags]\n"
+	"  --listen HOST:PORT     address to serve on (default 127.0.0.1:7070; port 0 picks a free one)\n"
+	"  --default-ttl S        lease of a session created without ttl (default 15)\n"
+	"  --max-ttl S            largest ttl a session may ask for (default 3600)\n"
+	"  --max-body BYTES       largest request body (default 1048576)\n"
+	"  --max-value BYTES      largest serialized value (default 65536)\n"
+	"  --max-sessions N       most live sessions (default 1000000)\n"
+	"  --max-connections N    most open client connections (default 10000)\n"
+	"  --help                 this text\n"
+	"  --version              the version\n";
+
+/* A decimal integer in [lo, hi], digits only. */
+static int parse_num(const char *s, unsigned long long lo, unsigned long long hi, unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_listen(struct config *c, const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	const char *h = s;
+	size_t hl;
+	unsigned long long port;
+	unsigned char buf[16];
+
+	if (!colon || parse_num(colon + 1, 0, 65535, &port))
+		return -1;
+	hl = (size_t)(colon - s);
+	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') { /* [::1]:7070 */
+		h++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(c->host))
+		return -1;
+	memcpy(c->host, h, hl);
+	c->host[hl] = '\0';
+	if (inet_pton(AF_INET, c->host, buf) != 1 && inet_pton(AF_INET6, c->host, buf) != 1)
+		return -1;
+	c->port = (unsigned)port;
+	return 0;
+}
+
+enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, FILE *err)
+{
+	bool default_ttl_given = false;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *flag = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		unsigned long long v;
+		int bad = 0;
+
+		if (!strcmp(flag, "--help") || !strcmp(flag, "-h")) {
+			fputs(usage, out);
+			return CONFIG_EXIT_OK;
+		}
+		if (!strcmp(flag, "--version")) {
+			fprintf(out, "rollcall %s\n", ROLLCALL_VERSION);
+			return CONFIG_EXIT_OK;
+		}
+		if (!strcmp(flag, "--listen")) {
+			bad = !val || parse_listen(c, val);
+		} else if (!strcmp(flag, "--default-ttl")) {
+			bad = parse_num(val, 1, 86400 * 365, &v);
+			c->default_ttl = (unsigned)v;
+			default_ttl_given = true;
+		} else if (!strcmp(flag, "--max-ttl")) {
+			bad = parse_num(val, 1, 86400 * 365, &v);
+			c->max_ttl = (unsigned)v;
+		} else if (!strcmp(flag, "--max-body")) {
+			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
+			c->max_body = (size_t)v;
+		} else if (!strcmp(flag, "--max-value")) {
+			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
+			c->max_value = (size_t)v;
+		} else if (!strcmp(flag, "--max-sessions")) {
+			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
+			c->max_sessions = (size_t)v;
+		} else if (!strcmp(flag, "--max-connections")) {
+			bad = parse_num(val, 1, 1000000, &v);
+			c->max_connections = (size_t)v;
+		} else {
+			fprintf(err, "rollcall: unknown flag '%s' (see --help)\n", flag);
+			return CONFIG_EXIT_USAGE;
+		}
+		if (bad) {
+			if (val)
+				fprintf(err, "rollcall: bad value '%s' for %s (see --help)\n", val, flag);
+			else
+				fprintf(err, "rollcall: %s needs a value (see --help)\n", flag);
+			return CONFIG_EXIT_USAGE;
+		}
+		i++;
+	}
+	/* --max-ttl 10 alone lowers the default with it; only an explicit
+	 * --default-ttl over --max-ttl is a contradiction. */
+	if (!default_ttl_given && c->default_ttl > c->max_ttl)
+		c->default_ttl = c->max_ttl;
+	if (c->default_ttl > c->max_ttl) {
+		fprintf(err, "rollcall: --default-ttl %u is over --max-ttl %u\n", c->default_ttl, c->max_ttl);
+		return CONFIG_EXIT_USAGE;
+	}
+	return CONFIG_RUN;
+}

@@ -1,0 +1,31 @@
+/* config: the server's settings, from the command line. */
+#ifndef ROLLCALL_CONFIG_H
+#define ROLLCALL_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define ROLLCALL_VERSION "0.1.0"
+
+struct config {
+	char host[64];        /* IPv4 or IPv6 literal */
+	unsigned port;        /* 0: any free port */
+	unsigned default_ttl; /* seconds */
+	unsigned max_ttl;     /* seconds */
+	size_t max_body;      /* bytes of a request body */
+	size_t max_value;     /* bytes of a serialized value */
+	size_t max_sessions;
+	size_t max_connections;
+};
+
+/* The defaults of api.md. */
+void config_defaults(struct config *c);
+
+enum config_rc { CONFIG_RUN = 0, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
+
+/* Reads argv into c. --help and --version print to out and give
+ * CONFIG_EXIT_OK; a bad flag or value prints one line to err and gives
+ * CONFIG_EXIT_USAGE. */
+enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, FILE *err);
+
+#endif

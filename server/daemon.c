@@ -1,0 +1,469 @@
+/* daemon: libmicrohttpd glue and the event loop; see daemon.h.
+ *
+ * A request's life: the URI-log callback keeps the raw target (MHD would
+ * unescape it) in a struct conn_req; the access handler collects the body,
+ * counting it against --max-body; then router_dispatch() runs the handler.
+ * A handler that parks a waiter gets its connection suspended; the waiter's
+ * wake callback resumes it and the handler runs again with req.wake set.
+ * While suspended, MHD does not read the socket, so we watch its fd for
+ * EPOLLRDHUP ourselves and drop the request when the client goes away. */
+#define _GNU_SOURCE
+#include "daemon.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "reply.h"
+#include "router.h"
+
+/* A declared body this far over --max-body is refused before it is read,
+ * and the connection closed; a body less over is read, dropped and refused
+ * with the connection kept. */
+#define BODY_SLACK (1024 * 1024)
+#define EXPIRY_BUDGET 1000 /* expiries and deadlines run per loop turn */
+#define SHUTDOWN_GRACE_MS 1000
+
+enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ };
+
+struct loop {
+	struct app *app;
+	struct MHD_Daemon *mhd;
+	int epfd;
+	int tag_mhd, tag_signal; /* epoll data points at these */
+	size_t live_requests;
+	size_t suspended;
+	/* A connection was resumed since the last MHD_run(). This MHD build
+	 * has no wake-up channel in external-epoll mode, so the loop must run
+	 * MHD again before it blocks, or the resumed request waits forever. */
+	bool resumed;
+};
+
+struct conn_req {
+	int tag; /* TAG_REQ; first, so an epoll event can tell what it points at */
+	struct loop *loop;
+	struct MHD_Connection *conn;
+	char *target; /* raw request target: path?query */
+	char *body;
+	size_t body_len, body_cap;
+	bool started, too_large, nomem, suspended, watching, client_gone;
+	int fd;
+	struct http_request req;
+};
+
+#define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+uint64_t daemon_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void daemon_random(void *ctx, void *buf, size_t len)
+{
+	unsigned char *p = buf;
+
+	(void)ctx;
+	while (len) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("rollcall: getrandom");
+			abort(); /* ids and tokens must be unguessable; no fallback */
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* --- suspended requests --- */
+
+static void unwatch(struct conn_req *r)
+{
+	if (r->watching) {
+		epoll_ctl(r->loop->epfd, EPOLL_CTL_DEL, r->fd, NULL);
+		r->watching = false;
+	}
+}
+
+static void resume(struct conn_req *r)
+{
+	unwatch(r);
+	if (r->suspended) {
+		r->suspended = false;
+		r->loop->suspended--;
+		r->loop->resumed = true;
+		MHD_resume_connection(r->conn);
+	}
+}
+
+/* The store's wake callback: the waiter is already detached. */
+static void on_wake(struct store_waiter *w, enum store_wake why)
+{
+	struct conn_req *r = container_of(w, struct conn_req, req.waiter);
+
+	r->req.wake = why;
+	resume(r);
+}
+
+static void suspend(struct conn_req *r)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	MHD_suspend_connection(r->conn);
+	r->suspended = true;
+	r->loop->suspended++;
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci) {
+		struct epoll_event ev = { .events = EPOLLRDHUP, .data.ptr = r };
+		r->fd = ci->connect_fd;
+		r->watching = epoll_ctl(r->loop->epfd, EPOLL_CTL_ADD, r->fd, &ev) == 0;
+	}
+}
+
+static void client_gone(struct conn_req *r)
+{
+	store_waiter_cancel(r->loop->app->store, &r->req.waiter);
+	r->client_gone = true;
+	resume(r);
+}
+
+/* --- libmicrohttpd callbacks --- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct loop *l = cls;
+	struct conn_req *r = calloc(1, sizeof(*r));
+	char *q;
+
+	if (!r)
+		return NULL;
+	r->target = strdup(uri);
+	if (!r->target) {
+		free(r);
+		return NULL;
+	}
+	r->tag = TAG_REQ;
+	r->loop = l;
+	r->conn = conn;
+	r->fd = -1;
+	r->req.app = l->app;
+	r->req.waiter.wake = on_wake;
+	r->req.waiter.timer.idx = TIMER_IDLE;
+	r->req.path = r->target;
+	q = strchr(r->target, '?');
+	if (q) {
+		r->req.path_len = (size_t)(q - r->target);
+		r->req.query = q + 1;
+		r->req.query_len = strlen(q + 1);
+	} else {
+		r->req.path_len = strlen(r->target);
+	}
+	l->live_requests++;
+	return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct loop *l = cls;
+	struct conn_req *r = *con_cls;
+
+	(void)conn;
+	(void)toe;
+	if (!r)
+		return;
+	store_waiter_cancel(l->app->store, &r->req.waiter);
+	unwatch(r);
+	if (r->suspended)
+		l->suspended--;
+	l->live_requests--;
+	free(r->body);
+	free(r->target);
+	free(r);
+	*con_cls = NULL;
+}
+
+static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char idx[24];
+
+	if (rep->body) {
+		resp = MHD_create_response_from_buffer(rep->body_len, rep->body, MHD_RESPMEM_MUST_FREE);
+		if (resp)
+			rep->body = NULL; /* MHD frees it now */
+	} else {
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	}
+	if (!resp) {
+		http_reply_clear(rep);
+		return MHD_NO;
+	}
+	if (rep->body_len || rep->status != 204)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+					rep->content_type ? rep->content_type : "application/json; charset=utf-8");
+	if (rep->with_index) {
+		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)rep->index);
+		MHD_add_response_header(resp, "X-Rollcall-Index", idx);
+	}
+	if (rep->allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
+	if (rep->close || r->loop->app->shutting_down)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
+	MHD_destroy_response(resp);
+	http_reply_clear(rep);
+	return ret;
+}
+
+static enum MHD_Result send_error(struct conn_req *r, enum api_error e, const char *msg, bool close)
+{
+	struct http_reply rep = { 0 };
+
+	reply_error(&rep, e, msg);
+	rep.close = close;
+	return send_reply(r, &rep);
+}
+
+static bool body_append(struct conn_req *r, const char *data, size_t n)
+{
+	if (r->body_len + n > r->body_cap) {
+		size_t cap = r->body_cap ? r->body_cap : 1024;
+		char *nb;
+		while (cap < r->body_len + n)
+			cap *= 2;
+		nb = realloc(r->body, cap);
+		if (!nb)
+			return false;
+		r->body = nb;
+		r->body_cap = cap;
+	}
+	memcpy(r->body + r->body_len, data, n);
+	r->body_len += n;
+	return true;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version, const char *upload_data,
+				 size_t *upload_data_size, void **con_cls)
+{
+	struct loop *l = cls;
+	struct conn_req *r = *con_cls;
+	const struct config *cfg = l->app->cfg;
+	struct http_reply rep = { 0 };
+
+	(void)url;
+	(void)version;
+	if (!r)
+		return MHD_NO; /* out of memory in on_uri: drop the connection */
+	if (!r->started) {
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		r->started = true;
+		r->req.method = router_method(method);
+		r->req.token = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Session-Token");
+		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)
+			return send_error(r, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-body bytes.", true);
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		if (r->body_len + *upload_data_size > cfg->max_body) {
+			r->too_large = true; /* read on and drop the rest */
+		} else if (!r->too_large && !r->nomem && !body_append(r, upload_data, *upload_data_size)) {
+			r->nomem = true;
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->client_gone)
+		return MHD_NO;
+	if (r->too_large)
+		return send_error(r, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-body bytes.", false);
+	if (r->nomem)
+		return send_error(r, ERR_NO_MEMORY, NULL, false);
+	r->req.body = r->body ? r->body : "";
+	r->req.body_len = r->body_len;
+	r->req.now = daemon_now_ms();
+	router_dispatch(&r->req, &rep);
+	if (rep.suspend) {
+		http_reply_clear(&rep);
+		suspend(r);
+		return MHD_YES;
+	}
+	return send_reply(r, &rep);
+}
+
+/* --- the loop --- */
+
+static int listen_addr(const struct config *cfg, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, cfg->host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)cfg->port);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, cfg->host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)cfg->port);
+		return MHD_USE_IPv6;
+	}
+	return -1;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int setup_signals(void)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL))
+		return -1;
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static void begin_shutdown(struct loop *l)
+{
+	MHD_socket lfd;
+
+	if (l->app->shutting_down)
+		return;
+	l->app->shutting_down = true;
+	lfd = MHD_quiesce_daemon(l->mhd); /* stop accepting */
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	store_wake_all(l->app->store); /* every pending wait gets its answer */
+}
+
+int daemon_run(struct app *app)
+{
+	const struct config *cfg = app->cfg;
+	struct loop l = { .app = app, .tag_mhd = TAG_MHD, .tag_signal = TAG_SIGNAL };
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *info;
+	struct epoll_event ev;
+	int sfd, v6, rc = 1;
+	uint64_t stop_by = 0;
+
+	v6 = listen_addr(cfg, &ss);
+	if (v6 < 0) {
+		fprintf(stderr, "rollcall: bad listen address %s\n", cfg->host);
+		return 1;
+	}
+	raise_fd_limit();
+	sfd = setup_signals();
+	l.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (sfd < 0 || l.epfd < 0) {
+		perror("rollcall: signals/epoll");
+		return 1;
+	}
+	l.mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | (unsigned)v6,
+				 (uint16_t)cfg->port, NULL, NULL, on_access, &l,
+				 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				 MHD_OPTION_URI_LOG_CALLBACK, on_uri, &l,
+				 MHD_OPTION_NOTIFY_COMPLETED, on_completed, &l,
+				 MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+				 MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+				 MHD_OPTION_END);
+	if (!l.mhd) {
+		fprintf(stderr, "rollcall: cannot listen on %s:%u\n", cfg->host, cfg->port);
+		goto out;
+	}
+	info = MHD_get_daemon_info(l.mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	ev.events = EPOLLIN;
+	ev.data.ptr = &l.tag_mhd;
+	if (!info || epoll_ctl(l.epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev)) {
+		fprintf(stderr, "rollcall: cannot drive the HTTP daemon's epoll fd\n");
+		goto out;
+	}
+	ev.data.ptr = &l.tag_signal;
+	epoll_ctl(l.epfd, EPOLL_CTL_ADD, sfd, &ev);
+	info = MHD_get_daemon_info(l.mhd, MHD_DAEMON_INFO_BIND_PORT);
+	fprintf(stderr, "rollcall: listening on %s:%u\n", cfg->host, info ? info->port : cfg->port);
+	fflush(stderr);
+
+	for (;;) {
+		struct epoll_event evs[64];
+		uint64_t now = daemon_now_ms(), next;
+		MHD_UNSIGNED_LONG_LONG mhd_to;
+		long long timeout = -1;
+		int n, i;
+
+		if (store_tick(app->store, now, EXPIRY_BUDGET) == EXPIRY_BUDGET) {
+			timeout = 0; /* more is due: serve requests, then go on */
+		} else {
+			next = store_next_deadline(app->store);
+			if (next != UINT64_MAX)
+				timeout = next > now ? (long long)(next - now) : 0;
+		}
+		if (MHD_get_timeout(l.mhd, &mhd_to) == MHD_YES && (timeout < 0 || (long long)mhd_to < timeout))
+			timeout = (long long)mhd_to;
+		if (l.resumed)
+			timeout = 0;
+		if (app->shutting_down) {
+			if ((l.live_requests == 0 && l.suspended == 0) || now >= stop_by)
+				break;
+			if (timeout < 0 || timeout > 50)
+				timeout = 50;
+		}
+		if (timeout > 60000)
+			timeout = 60000;
+		n = epoll_wait(l.epfd, evs, 64, (int)timeout);
+		if (n < 0 && errno != EINTR) {
+			perror("rollcall: epoll_wait");
+			goto out;
+		}
+		for (i = 0; i < n; i++) {
+			int *tag = evs[i].data.ptr;
+			if (*tag == TAG_SIGNAL) {
+				struct signalfd_siginfo si;
+				while (read(sfd, &si, sizeof(si)) == sizeof(si))
+					;
+				if (!app->shutting_down)
+					stop_by = daemon_now_ms() + SHUTDOWN_GRACE_MS;
+				begin_shutdown(&l);
+			} else if (*tag == TAG_REQ) {
+				client_gone((struct conn_req *)(void *)tag);
+			}
+		}
+		l.resumed = false;
+		MHD_run(l.mhd);
+	}
+	rc = 0;
+out:
+	if (l.mhd)
+		MHD_stop_daemon(l.mhd);
+	close(l.epfd);
+	close(sfd);
+	return rc;
+}

@@ -1,0 +1,48 @@
+/* json: a strict RFC 8259 checker for request bodies (cJSON alone accepts
+ * leading zeros, raw control characters and more), and the request-body
+ * reader that hands handlers both parsed fields and the raw text of values. */
+#ifndef ROLLCALL_JSON_H
+#define ROLLCALL_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#define JSON_MAX_DEPTH 512
+
+/* Checks that s[0..n) is exactly one JSON value (with surrounding white
+ * space), strictly per RFC 8259, valid UTF-8, nested at most max_depth deep.
+ * Returns true, or false with *why set to a static sentence. */
+bool json_check(const char *s, size_t n, int max_depth, const char **why);
+
+/* One top-level member of a body object, as raw text. */
+struct json_member {
+	const char *name; /* between the quotes, still escaped */
+	size_t nlen;
+	const char *value; /* the value's text, no surrounding white space */
+	size_t vlen;
+};
+
+struct json_body {
+	cJSON *root; /* the parsed object; NULL for an empty body */
+	struct json_member *m;
+	size_t nm;
+};
+
+enum json_body_rc { JSON_BODY_OK = 0, JSON_BODY_BAD, JSON_BODY_NOMEM };
+
+/* Reads a request body: empty (or only white space) is {}; otherwise it must
+ * be one strict JSON object with no duplicate member names. On JSON_BODY_BAD
+ * *why says what is wrong. Free with json_body_free() whatever it returns. */
+enum json_body_rc json_body_parse(const char *buf, size_t len, struct json_body *b, const char **why);
+
+/* The member called name, or NULL. */
+const struct json_member *json_body_member(const struct json_body *b, const char *name);
+
+/* The parsed member called name, or NULL. */
+const cJSON *json_body_get(const struct json_body *b, const char *name);
+
+void json_body_free(struct json_body *b);
+
+#endif

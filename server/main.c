@@ -1,0 +1,38 @@
+/* main: flags, the store, the loop. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "request.h"
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	struct store_config sc = { 0 };
+	struct app app = { 0 };
+	int rc;
+
+	config_defaults(&cfg);
+	switch (config_parse(&cfg, argc, argv, stdout, stderr)) {
+	case CONFIG_EXIT_OK:
+		return 0;
+	case CONFIG_EXIT_USAGE:
+		return 2;
+	case CONFIG_RUN:
+		break;
+	}
+	sc.default_ttl = cfg.default_ttl;
+	sc.max_ttl = cfg.max_ttl;
+	sc.max_sessions = cfg.max_sessions;
+	sc.random = daemon_random;
+	app.cfg = &cfg;
+	app.store = store_new(&sc);
+	if (!app.store) {
+		fprintf(stderr, "rollcall: out of memory\n");
+		return 1;
+	}
+	rc = daemon_run(&app);
+	store_free(app.store);
+	return rc;
+}

@@ -1,0 +1,62 @@
+/* request: what a handler sees of an HTTP request and what it answers, with
+ * no libmicrohttpd type in sight, so a handler can be called from a test
+ * without a socket. server/http.c fills these from libmicrohttpd. */
+#ifndef ROLLCALL_REQUEST_H
+#define ROLLCALL_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../store/store.h"
+#include "config.h"
+
+enum http_method { HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_OTHER, HTTP_METHOD_COUNT };
+
+/* What every handler shares: the registry and the settings. */
+struct app {
+	struct store *store;
+	const struct config *cfg;
+	bool shutting_down;
+};
+
+struct http_request {
+	enum http_method method;
+	const char *path;   /* raw (still percent-encoded), without the query */
+	size_t path_len;
+	const char *query;  /* raw, without the '?'; NULL when there is none */
+	size_t query_len;
+	const char *param;  /* raw path part matched by the route's {id} or {key} */
+	size_t param_len;
+	const char *token;  /* X-Session-Token, or NULL */
+	const char *body;   /* the whole body (at most --max-body bytes) */
+	size_t body_len;
+	uint64_t now;       /* ms, monotonic */
+	struct app *app;
+	/* 0 on the first call; why the request was resumed after a suspend */
+	enum store_wake wake;
+	/* parked in the store while the request is suspended; its wake
+	 * callback is set by whoever owns the request */
+	struct store_waiter waiter;
+	/* set by the dispatcher: the live session the token belongs to */
+	struct store_session *caller;
+};
+
+struct http_reply {
+	int status;
+	char *body;          /* malloc'd, owned by the reply; NULL for none */
+	size_t body_len;
+	const char *content_type; /* static; NULL means JSON */
+	const char *allow;   /* static; the Allow header of a 405 */
+	bool with_index;     /* add X-Rollcall-Index */
+	uint64_t index;
+	bool suspend;        /* the handler parked req->waiter: suspend the connection */
+	bool close;          /* close the connection after answering */
+};
+
+typedef void (*http_handler)(struct http_request *req, struct http_reply *rep);
+
+/* Frees what the reply owns. */
+void http_reply_clear(struct http_reply *rep);
+
+#endif

@@ -1,0 +1,532 @@
+/* store: the registry; see store.h. Sessions are found by id and by token
+ * (hash tables) and listed by id (skip list); names likewise by key. Each
+ * session links the names it holds, so releasing it costs what it holds. */
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "skiplist.h"
+
+enum { TK_LEASE = 1, TK_WAITER = 2 };
+
+struct await_list {
+	struct hmap_node node;
+	struct store_waiter *head;
+	size_t klen;
+	char key[];
+};
+
+struct store {
+	struct store_config cfg;
+	uint64_t index;
+	struct hmap sessions_by_id, sessions_by_token, names, awaits;
+	struct skiplist sessions_sorted, names_sorted;
+	struct timer_heap timers;
+	size_t n_waiters;
+};
+
+#define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+static uint64_t rand64(struct store *st)
+{
+	uint64_t v = 0;
+
+	st->cfg.random(st->cfg.random_ctx, &v, sizeof(v));
+	return v;
+}
+
+static void to_hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+struct store *store_new(const struct store_config *cfg)
+{
+	struct store *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	st->cfg = *cfg;
+	if (hmap_init(&st->sessions_by_id, rand64(st), rand64(st)) ||
+	    hmap_init(&st->sessions_by_token, rand64(st), rand64(st)) ||
+	    hmap_init(&st->names, rand64(st), rand64(st)) ||
+	    hmap_init(&st->awaits, rand64(st), rand64(st)) ||
+	    skiplist_init(&st->sessions_sorted, rand64(st) | 1) ||
+	    skiplist_init(&st->names_sorted, rand64(st) | 1)) {
+		store_free(st);
+		return NULL;
+	}
+	timer_heap_init(&st->timers);
+	return st;
+}
+
+static void free_name(struct store_name *n)
+{
+	free(n->value);
+	free(n);
+}
+
+void store_free(struct store *st)
+{
+	size_t i;
+
+	if (!st)
+		return;
+	if (st->sessions_by_id.buckets) {
+		for (i = 0; i <= st->sessions_by_id.mask; i++) {
+			struct hmap_node *hn = st->sessions_by_id.buckets[i], *next;
+			for (; hn; hn = next) {
+				struct store_session *s = container_of(hn, struct store_session, by_id);
+				struct store_name *n, *nn;
+				next = hn->next;
+				for (n = s->names_head; n; n = nn) {
+					nn = n->s_next;
+					free_name(n);
+				}
+				free(s->label);
+				free(s);
+			}
+		}
+	}
+	if (st->awaits.buckets) {
+		for (i = 0; i <= st->awaits.mask; i++) {
+			struct hmap_node *hn = st->awaits.buckets[i], *next;
+			for (; hn; hn = next) {
+				struct await_list *al = container_of(hn, struct await_list, node);
+				struct store_waiter *w;
+				next = hn->next;
+				for (w = al->head; w; w = w->next)
+					w->list = NULL;
+				free(al);
+			}
+		}
+	}
+	hmap_destroy(&st->sessions_by_id);
+	hmap_destroy(&st->sessions_by_token);
+	hmap_destroy(&st->names);
+	hmap_destroy(&st->awaits);
+	skiplist_destroy(&st->sessions_sorted);
+	skiplist_destroy(&st->names_sorted);
+	timer_heap_destroy(&st->timers);
+	free(st);
+}
+
+uint64_t store_index(const struct store *st) { return st->index; }
+size_t store_session_count(const struct store *st) { return st->sessions_by_id.count; }
+size_t store_name_count(const struct store *st) { return st->names.count; }
+size_t store_waiter_count(const struct store *st) { return st->n_waiters; }
+
+/* One change applied: the index moves by one. The events ring will hang here. */
+static void emit(struct store *st)
+{
+	st->index++;
+}
+
+/* --- sessions --- */
+
+static bool ttl_ok(const struct store *st, unsigned ttl)
+{
+	return ttl >= 1 && ttl <= st->cfg.max_ttl;
+}
+
+enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
+				   const char *label, size_t label_len,
+				   struct store_session **out)
+{
+	struct store_session *s;
+	unsigned char raw[16];
+
+	if (ttl == 0)
+		ttl = st->cfg.default_ttl;
+	if (!ttl_ok(st, ttl))
+		return STORE_E_INVALID_TTL;
+	if (store_session_count(st) >= st->cfg.max_sessions)
+		return STORE_E_LIMIT;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return STORE_E_NOMEM;
+	if (label) {
+		s->label = malloc(label_len + 1);
+		if (!s->label) {
+			free(s);
+			return STORE_E_NOMEM;
+		}
+		memcpy(s->label, label, label_len);
+		s->label[label_len] = '\0';
+		s->label_len = label_len;
+	}
+	do { /* 64 and 128 random bits: a collision is astronomically rare, but cheap to rule out */
+		st->cfg.random(st->cfg.random_ctx, raw, 8);
+		to_hex(raw, 8, s->id);
+	} while (hmap_get(&st->sessions_by_id, s->id, STORE_ID_LEN));
+	do {
+		st->cfg.random(st->cfg.random_ctx, raw, 16);
+		to_hex(raw, 16, s->token);
+	} while (hmap_get(&st->sessions_by_token, s->token, STORE_TOKEN_LEN));
+	s->ttl = ttl;
+	s->lease.kind = TK_LEASE;
+	s->lease.deadline = now + (uint64_t)ttl * 1000;
+	if (skiplist_insert(&st->sessions_sorted, s->id, STORE_ID_LEN, s))
+		goto nomem;
+	if (timer_heap_add(&st->timers, &s->lease)) {
+		skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
+		goto nomem;
+	}
+	s->by_id.key = s->id;
+	s->by_id.klen = STORE_ID_LEN;
+	hmap_put(&st->sessions_by_id, &s->by_id);
+	s->by_token.key = s->token;
+	s->by_token.klen = STORE_TOKEN_LEN;
+	hmap_put(&st->sessions_by_token, &s->by_token);
+	emit(st);
+	*out = s;
+	return STORE_CREATED;
+nomem:
+	free(s->label);
+	free(s);
+	return STORE_E_NOMEM;
+}
+
+static void unlink_name(struct store *st, struct store_name *n)
+{
+	struct store_session *s = n->owner;
+
+	hmap_remove(&st->names, &n->node);
+	skiplist_remove(&st->names_sorted, n->key, n->klen);
+	if (n->s_prev)
+		n->s_prev->s_next = n->s_next;
+	else
+		s->names_head = n->s_next;
+	if (n->s_next)
+		n->s_next->s_prev = n->s_prev;
+	else
+		s->names_tail = n->s_prev;
+	s->n_names--;
+}
+
+/* Releases everything s holds, emitting one event per entry and one for the
+ * session, then frees it. Single-threaded, so no reader sees half of it. */
+static void release_session(struct store *st, struct store_session *s)
+{
+	struct store_name *n;
+
+	while ((n = s->names_head) != NULL) {
+		unlink_name(st, n);
+		free_name(n);
+		emit(st); /* name_unregistered */
+	}
+	timer_heap_remove(&st->timers, &s->lease);
+	hmap_remove(&st->sessions_by_id, &s->by_id);
+	hmap_remove(&st->sessions_by_token, &s->by_token);
+	skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
+	emit(st); /* session_expired or session_deleted */
+	free(s->label);
+	free(s);
+}
+
+static struct store_session *live(struct store *st, uint64_t now, struct store_session *s)
+{
+	if (s && s->lease.deadline <= now) {
+		release_session(st, s);
+		return NULL;
+	}
+	return s;
+}
+
+struct store_session *store_session_find(struct store *st, uint64_t now, const char *id, size_t len)
+{
+	struct hmap_node *hn = hmap_get(&st->sessions_by_id, id, len);
+
+	return live(st, now, hn ? container_of(hn, struct store_session, by_id) : NULL);
+}
+
+struct store_session *store_session_by_token(struct store *st, uint64_t now, const char *token, size_t len)
+{
+	struct hmap_node *hn = hmap_get(&st->sessions_by_token, token, len);
+
+	return live(st, now, hn ? container_of(hn, struct store_session, by_token) : NULL);
+}
+
+void store_session_touch(struct store *st, uint64_t now, struct store_session *s)
+{
+	timer_heap_update(&st->timers, &s->lease, now + (uint64_t)s->ttl * 1000);
+}
+
+enum store_rc store_session_heartbeat(struct store *st, uint64_t now, struct store_session *s, unsigned ttl)
+{
+	if (ttl) {
+		if (!ttl_ok(st, ttl))
+			return STORE_E_INVALID_TTL;
+		s->ttl = ttl;
+	}
+	store_session_touch(st, now, s);
+	return STORE_OK;
+}
+
+void store_session_delete(struct store *st, struct store_session *s)
+{
+	release_session(st, s);
+}
+
+uint64_t store_session_expires_in(const struct store_session *s, uint64_t now)
+{
+	return s->lease.deadline > now ? s->lease.deadline - now : 0;
+}
+
+size_t store_session_page(struct store *st, const char *after, size_t after_len,
+			  size_t limit, struct store_session **out, bool *more)
+{
+	struct skip_node *n = after ? skiplist_seek(&st->sessions_sorted, after, after_len, 1)
+				    : st->sessions_sorted.head->next[0];
+	size_t k = 0;
+
+	for (; n && k < limit; n = skiplist_next(n))
+		out[k++] = n->value;
+	*more = n != NULL;
+	return k;
+}
+
+/* --- names --- */
+
+static void wake_awaiters(struct store *st, const char *key, size_t klen);
+
+enum store_rc store_name_register(struct store *st, struct store_session *s,
+				  const char *key, size_t klen,
+				  const char *value, size_t vlen,
+				  struct store_name **out)
+{
+	struct hmap_node *hn = hmap_get(&st->names, key, klen);
+	struct store_name *n;
+	char *v = malloc(vlen + 1);
+
+	if (!v)
+		return STORE_E_NOMEM;
+	memcpy(v, value, vlen);
+	v[vlen] = '\0';
+	if (hn) {
+		n = container_of(hn, struct store_name, node);
+		*out = n;
+		if (n->owner != s) {
+			free(v);
+			return STORE_E_NAME_TAKEN;
+		}
+		free(n->value);
+		n->value = v;
+		n->vlen = vlen;
+		emit(st); /* name_updated */
+		return STORE_OK;
+	}
+	n = malloc(sizeof(*n) + klen + 1);
+	if (!n) {
+		free(v);
+		return STORE_E_NOMEM;
+	}
+	memcpy(n->key, key, klen);
+	n->key[klen] = '\0';
+	n->klen = klen;
+	n->value = v;
+	n->vlen = vlen;
+	n->owner = s;
+	if (skiplist_insert(&st->names_sorted, n->key, klen, n)) {
+		free_name(n);
+		return STORE_E_NOMEM;
+	}
+	n->node.key = n->key;
+	n->node.klen = klen;
+	hmap_put(&st->names, &n->node);
+	n->s_next = NULL;
+	n->s_prev = s->names_tail;
+	if (s->names_tail)
+		s->names_tail->s_next = n;
+	else
+		s->names_head = n;
+	s->names_tail = n;
+	s->n_names++;
+	emit(st); /* name_registered */
+	*out = n;
+	wake_awaiters(st, key, klen);
+	return STORE_CREATED;
+}
+
+struct store_name *store_name_get(struct store *st, const char *key, size_t klen)
+{
+	struct hmap_node *hn = hmap_get(&st->names, key, klen);
+
+	return hn ? container_of(hn, struct store_name, node) : NULL;
+}
+
+enum store_rc store_name_delete(struct store *st, struct store_session *s, const char *key, size_t klen)
+{
+	struct store_name *n = store_name_get(st, key, klen);
+
+	if (!n)
+		return STORE_E_NAME_NOT_FOUND;
+	if (n->owner != s)
+		return STORE_E_NOT_OWNER;
+	unlink_name(st, n);
+	free_name(n);
+	emit(st); /* name_unregistered */
+	return STORE_OK;
+}
+
+static bool has_prefix(const struct skip_node *n, const char *prefix, size_t plen)
+{
+	return n->klen >= plen && (plen == 0 || memcmp(n->key, prefix, plen) == 0);
+}
+
+size_t store_name_page(struct store *st, const char *prefix, size_t plen,
+		       const char *after, size_t alen, size_t limit,
+		       struct store_name **out, bool *more)
+{
+	struct skip_node *n;
+	size_t k = 0;
+
+	/* Start at the larger of the prefix and the key after `after`. */
+	if (after && skiplist_cmp(after, alen, prefix, plen) >= 0)
+		n = skiplist_seek(&st->names_sorted, after, alen, 1);
+	else
+		n = skiplist_seek(&st->names_sorted, prefix, plen, 0);
+	for (; n && k < limit && has_prefix(n, prefix, plen); n = skiplist_next(n))
+		out[k++] = n->value;
+	*more = n != NULL && has_prefix(n, prefix, plen);
+	return k;
+}
+
+/* --- waiters --- */
+
+static void detach_waiter(struct store *st, struct store_waiter *w)
+{
+	struct await_list *al = w->list;
+
+	timer_heap_remove(&st->timers, &w->timer);
+	if (!al)
+		return;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		al->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	w->list = NULL;
+	w->prev = w->next = NULL;
+	st->n_waiters--;
+	if (!al->head) {
+		hmap_remove(&st->awaits, &al->node);
+		free(al);
+	}
+}
+
+enum store_rc store_name_await(struct store *st, const char *key, size_t klen,
+			       uint64_t deadline, struct store_waiter *w)
+{
+	struct hmap_node *hn = hmap_get(&st->awaits, key, klen);
+	struct await_list *al;
+
+	w->timer.kind = TK_WAITER;
+	w->timer.deadline = deadline;
+	w->timer.idx = TIMER_IDLE;
+	if (hn) {
+		al = container_of(hn, struct await_list, node);
+	} else {
+		al = malloc(sizeof(*al) + klen + 1);
+		if (!al)
+			return STORE_E_NOMEM;
+		memcpy(al->key, key, klen);
+		al->key[klen] = '\0';
+		al->klen = klen;
+		al->head = NULL;
+		al->node.key = al->key;
+		al->node.klen = klen;
+	}
+	if (timer_heap_add(&st->timers, &w->timer)) {
+		if (!hn)
+			free(al);
+		return STORE_E_NOMEM;
+	}
+	if (!hn)
+		hmap_put(&st->awaits, &al->node);
+	w->list = al;
+	w->prev = NULL;
+	w->next = al->head;
+	if (al->head)
+		al->head->prev = w;
+	al->head = w;
+	st->n_waiters++;
+	return STORE_OK;
+}
+
+void store_waiter_cancel(struct store *st, struct store_waiter *w)
+{
+	detach_waiter(st, w);
+}
+
+bool store_waiter_parked(const struct store_waiter *w)
+{
+	return w->list != NULL;
+}
+
+static void wake_awaiters(struct store *st, const char *key, size_t klen)
+{
+	struct hmap_node *hn = hmap_get(&st->awaits, key, klen);
+	struct await_list *al;
+
+	if (!hn)
+		return;
+	al = container_of(hn, struct await_list, node);
+	/* Detaching the last waiter frees the list, so take the head each time. */
+	for (;;) {
+		struct store_waiter *w = al->head;
+		bool last = w->next == NULL;
+		detach_waiter(st, w);
+		w->wake(w, STORE_WAKE_FIRED);
+		if (last)
+			break;
+	}
+}
+
+size_t store_tick(struct store *st, uint64_t now, size_t budget)
+{
+	size_t done = 0;
+	struct timer *t;
+
+	while (done < budget && (t = timer_heap_peek(&st->timers)) && t->deadline <= now) {
+		if (t->kind == TK_LEASE) {
+			release_session(st, container_of(t, struct store_session, lease));
+		} else {
+			struct store_waiter *w = container_of(t, struct store_waiter, timer);
+			detach_waiter(st, w);
+			w->wake(w, STORE_WAKE_TIMEOUT);
+		}
+		done++;
+	}
+	return done;
+}
+
+uint64_t store_next_deadline(const struct store *st)
+{
+	struct timer *t = timer_heap_peek(&st->timers);
+
+	return t ? t->deadline : UINT64_MAX;
+}
+
+void store_wake_all(struct store *st)
+{
+	size_t i;
+
+	for (i = 0; st->n_waiters && i <= st->awaits.mask; i++) {
+		while (st->awaits.buckets[i]) {
+			struct await_list *al = container_of(st->awaits.buckets[i], struct await_list, node);
+			struct store_waiter *w = al->head;
+			detach_waiter(st, w);
+			w->wake(w, STORE_WAKE_SHUTDOWN);
+		}
+	}
+}

@@ -1,0 +1,185 @@
+/* store: the registry itself (sessions with leases, unique names, waiters).
+ * Plain C: no HTTP, no JSON parsing, no sockets, no clock of its own. Every
+ * call that can depend on time takes `now` in milliseconds on a monotonic
+ * clock, so tests move time by hand. One thread owns a store. */
+#ifndef ROLLCALL_STORE_H
+#define ROLLCALL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "timer_heap.h"
+#include "hmap.h"
+
+#define STORE_ID_LEN 16     /* hex characters of a session id */
+#define STORE_TOKEN_LEN 32  /* hex characters of a session token */
+#define STORE_KEY_MAX 512   /* bytes of a key */
+#define STORE_LABEL_MAX 256 /* bytes of a session label */
+
+/* Results of store calls. handlers/errors.c maps each to an HTTP answer. */
+enum store_rc {
+	STORE_OK = 0,              /* done; for a register: an existing entry was updated */
+	STORE_CREATED,             /* done, and a new entry was made */
+	STORE_E_NOMEM,             /* out of memory; nothing changed */
+	STORE_E_LIMIT,             /* a configured limit was reached; nothing changed */
+	STORE_E_INVALID_TTL,       /* ttl outside 1..max_ttl */
+	STORE_E_SESSION_NOT_FOUND, /* no such live session */
+	STORE_E_NAME_NOT_FOUND,    /* no such name */
+	STORE_E_NAME_TAKEN,        /* another session holds the name */
+	STORE_E_NOT_OWNER,         /* the name is held by another session */
+	STORE_RC_COUNT
+};
+
+/* Why a waiter was woken. */
+enum store_wake {
+	STORE_WAKE_FIRED = 1, /* what it waited for happened */
+	STORE_WAKE_TIMEOUT,   /* its deadline passed */
+	STORE_WAKE_SHUTDOWN,  /* store_wake_all(): the server is stopping */
+};
+
+struct store_name;
+struct await_list;
+
+struct store_session {
+	char id[STORE_ID_LEN + 1];       /* public, lowercase hex */
+	char token[STORE_TOKEN_LEN + 1]; /* secret, lowercase hex */
+	char *label;                     /* NUL-terminated, or NULL */
+	size_t label_len;
+	unsigned ttl;          /* seconds */
+	struct timer lease;    /* lease.deadline: expiry time in ms */
+	size_t n_names;
+	struct store_name *names_head, *names_tail; /* in registration order */
+	/* private */
+	struct hmap_node by_id, by_token;
+};
+
+struct store_name {
+	struct store_session *owner;
+	char *value; /* serialized JSON text, NUL-terminated */
+	size_t vlen;
+	size_t klen;
+	/* private */
+	struct store_name *s_prev, *s_next;
+	struct hmap_node node;
+	char key[]; /* klen bytes + NUL */
+};
+
+/* A request waiting for something. The owner embeds it and sets `wake`,
+ * which the store calls once (the waiter is detached by then). The wake
+ * callback must not call back into the store. */
+struct store_waiter {
+	struct timer timer;
+	void (*wake)(struct store_waiter *w, enum store_wake why);
+	/* private */
+	struct await_list *list;
+	struct store_waiter *prev, *next;
+};
+
+struct store_config {
+	unsigned default_ttl; /* seconds, for a session created with ttl 0 */
+	unsigned max_ttl;     /* seconds */
+	size_t max_sessions;
+	/* Fills buf with len random bytes (getrandom(2) in the server). */
+	void (*random)(void *ctx, void *buf, size_t len);
+	void *random_ctx;
+};
+
+struct store;
+
+/* A new empty store, or NULL when out of memory. The config is copied. */
+struct store *store_new(const struct store_config *cfg);
+
+/* Frees the store and everything in it. Waiters still parked are detached
+ * without being woken. */
+void store_free(struct store *st);
+
+/* The index of the last change applied: one per event (session created,
+ * expired or deleted; name registered, updated or unregistered). */
+uint64_t store_index(const struct store *st);
+
+size_t store_session_count(const struct store *st);
+size_t store_name_count(const struct store *st);
+
+/* --- sessions --- */
+
+/* Creates a session with ttl seconds (0: the default) and an optional label
+ * (label_len <= STORE_LABEL_MAX, copied). STORE_CREATED with *out set, or
+ * STORE_E_INVALID_TTL, STORE_E_LIMIT, STORE_E_NOMEM. */
+enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
+				   const char *label, size_t label_len,
+				   struct store_session **out);
+
+/* The live session with this id (or token), or NULL. A session whose deadline
+ * has passed is expired here and then, so it is never seen alive late. */
+struct store_session *store_session_find(struct store *st, uint64_t now, const char *id, size_t len);
+struct store_session *store_session_by_token(struct store *st, uint64_t now, const char *token, size_t len);
+
+/* A sign of life: the lease runs ttl seconds from now. Never allocates. */
+void store_session_touch(struct store *st, uint64_t now, struct store_session *s);
+
+/* Heartbeat: touch, after setting the ttl when ttl != 0. STORE_OK or
+ * STORE_E_INVALID_TTL (nothing changed then). */
+enum store_rc store_session_heartbeat(struct store *st, uint64_t now, struct store_session *s, unsigned ttl);
+
+/* Deletes the session and releases all it holds in one step. s is freed. */
+void store_session_delete(struct store *st, struct store_session *s);
+
+/* Milliseconds left on the lease (0 when due). */
+uint64_t store_session_expires_in(const struct store_session *s, uint64_t now);
+
+/* Up to limit live sessions with id > after (after may be NULL), in id order,
+ * into out[]. Returns how many; *more tells whether more follow. */
+size_t store_session_page(struct store *st, const char *after, size_t after_len,
+			  size_t limit, struct store_session **out, bool *more);
+
+/* --- names --- */
+
+/* Registers key for s with the JSON text value (copied). STORE_CREATED (new),
+ * STORE_OK (s held it: value replaced), STORE_E_NAME_TAKEN (*out is the
+ * holder's entry), STORE_E_NOMEM. *out is the entry on success. */
+enum store_rc store_name_register(struct store *st, struct store_session *s,
+				  const char *key, size_t klen,
+				  const char *value, size_t vlen,
+				  struct store_name **out);
+
+/* The entry for key, or NULL. */
+struct store_name *store_name_get(struct store *st, const char *key, size_t klen);
+
+/* Unregisters key for s: STORE_OK, STORE_E_NAME_NOT_FOUND, STORE_E_NOT_OWNER. */
+enum store_rc store_name_delete(struct store *st, struct store_session *s, const char *key, size_t klen);
+
+/* Up to limit names that start with prefix and sort after `after` (when
+ * given), in byte order, into out[]. Returns how many; *more tells whether
+ * more names with the prefix follow. */
+size_t store_name_page(struct store *st, const char *prefix, size_t plen,
+		       const char *after, size_t alen, size_t limit,
+		       struct store_name **out, bool *more);
+
+/* --- waiters and time --- */
+
+/* Parks w until key is registered (wake FIRED) or until deadline (wake
+ * TIMEOUT). STORE_OK or STORE_E_NOMEM. */
+enum store_rc store_name_await(struct store *st, const char *key, size_t klen,
+			       uint64_t deadline, struct store_waiter *w);
+
+/* Unparks w without waking it; harmless when it is not parked. */
+void store_waiter_cancel(struct store *st, struct store_waiter *w);
+
+/* True while w is parked. */
+bool store_waiter_parked(const struct store_waiter *w);
+
+/* Runs what is due at now: lease expiries and waiter deadlines, at most
+ * budget of them. Returns how many ran; when that equals budget, call again. */
+size_t store_tick(struct store *st, uint64_t now, size_t budget);
+
+/* The earliest deadline in the store, or UINT64_MAX when none. */
+uint64_t store_next_deadline(const struct store *st);
+
+/* Wakes every parked waiter with STORE_WAKE_SHUTDOWN. */
+void store_wake_all(struct store *st);
+
+/* Number of parked waiters. */
+size_t store_waiter_count(const struct store *st);
+
+#endif
