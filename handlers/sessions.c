@@ -36,6 +36,22 @@ static cJSON *session_summary(const struct store_session *s, uint64_t now)
 	return NULL;
 }
 
+/* True when the raw JSON string m holds "\u0000", which a C string would
+ * cut short without a word. */
+static bool has_escaped_nul(const struct json_member *m)
+{
+	size_t i;
+
+	for (i = 0; i + 6 <= m->vlen; i++) {
+		if (m->value[i] != '\\')
+			continue;
+		if (m->value[i + 1] == 'u' && !memcmp(m->value + i + 2, "0000", 4))
+			return true;
+		i++; /* skip the escaped character, so "\\u0000" is not taken for one */
+	}
+	return false;
+}
+
 void sessions_create(struct http_request *req, struct http_reply *rep)
 {
 	struct json_body b;
@@ -49,8 +65,9 @@ void sessions_create(struct http_request *req, struct http_reply *rep)
 		goto out;
 	label = json_body_get(&b, "label");
 	if (json_body_member(&b, "label") && !cJSON_IsNull(label) &&
-	    (!cJSON_IsString(label) || strlen(label->valuestring) > STORE_LABEL_MAX)) {
-		reply_error(rep, ERR_BAD_REQUEST, "label must be a string of at most 256 bytes.");
+	    (!cJSON_IsString(label) || strlen(label->valuestring) > STORE_LABEL_MAX ||
+	     has_escaped_nul(json_body_member(&b, "label")))) {
+		reply_error(rep, ERR_BAD_REQUEST, "label must be a string of at most 256 bytes, without U+0000.");
 		goto out;
 	}
 	if (!cJSON_IsString(label))

@@ -72,6 +72,11 @@ def test_create_bad_label(ctx):
     eq(b["label"], "\u00e9" * 128, "256-byte label")
     eq(expect_json(c.post("/v1/sessions", {"label": "x" * 256}), 201)["label"], "x" * 256, "label")
     expect_error(c.post("/v1/sessions", {"label": "\u00e9" * 128 + "a"}), 400, "bad_request")
+    # U+0000 would cut the label short in C: refused, not truncated
+    expect_error(c.post("/v1/sessions", raw=r'{"label": "a\u0000b"}'), 400, "bad_request")
+    # an escaped backslash followed by "u0000" is plain text
+    b = expect_json(c.post("/v1/sessions", raw=r'{"label": "a\\u0000b"}'), 201)
+    eq(b["label"], "a\\u0000b", "escaped backslash kept")
 
 
 @test
