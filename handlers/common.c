@@ -159,3 +159,102 @@ bool body_ttl(struct http_request *req, struct http_reply *rep, const struct jso
 	*ttl = (unsigned)d;
 	return true;
 }
+
+bool need_put(struct http_request *req, struct http_reply *rep, struct put_args *a)
+{
+	const struct json_member *v;
+
+	memset(&a->body, 0, sizeof(a->body));
+	if (!need_key(req, rep, a->key, &a->klen) || !need_caller(req, rep) || !need_body(req, rep, &a->body))
+		return false;
+	v = json_body_member(&a->body, "value");
+	if (v && v->vlen > req->app->cfg->max_value) {
+		reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The value is over --max-value bytes.");
+		return false;
+	}
+	a->value = v ? v->value : "null";
+	a->vlen = v ? v->vlen : 4;
+	return true;
+}
+
+bool need_list(struct http_request *req, struct http_reply *rep, struct list_args *a)
+{
+	bool has_prefix;
+
+	return query_limit(req, rep, &a->limit) &&
+	       query_text(req, rep, "prefix", a->prefix, &a->plen, &has_prefix) &&
+	       query_text(req, rep, "after", a->after, &a->alen, &a->has_after);
+}
+
+void reply_page(struct http_reply *rep, const char *field, cJSON *items, bool more, const char *last)
+{
+	cJSON *o = items ? cJSON_CreateObject() : NULL;
+
+	if (!o || !cJSON_AddItemToObject(o, field, items)) {
+		cJSON_Delete(o);
+		cJSON_Delete(items);
+		reply_json(rep, 200, NULL);
+		return;
+	}
+	if (!(more && last ? cJSON_AddStringToObject(o, "next", last) : cJSON_AddNullToObject(o, "next"))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	reply_json(rep, 200, o);
+}
+
+cJSON *entry_json(const struct store_entry *e)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (o && cJSON_AddStringToObject(o, "session", e->session->id) &&
+	    cJSON_AddRawToObject(o, "value", e->value))
+		return o;
+	cJSON_Delete(o);
+	return NULL;
+}
+
+cJSON *entry_put_json(const struct store_entry *e, const char *keyfield)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (o && cJSON_AddStringToObject(o, keyfield, e->key->key) &&
+	    cJSON_AddStringToObject(o, "session", e->session->id) &&
+	    cJSON_AddRawToObject(o, "value", e->value))
+		return o;
+	cJSON_Delete(o);
+	return NULL;
+}
+
+cJSON *entries_json(const struct store_key *k)
+{
+	cJSON *arr = cJSON_CreateArray();
+	const struct store_entry *e;
+
+	for (e = k ? k->head : NULL; arr && e; e = e->k_next) {
+		cJSON *x = entry_json(e);
+		if (!x || !cJSON_AddItemToArray(arr, x)) {
+			cJSON_Delete(x);
+			cJSON_Delete(arr);
+			arr = NULL;
+		}
+	}
+	return arr;
+}
+
+cJSON *keys_json(struct store_key *const *page, size_t n, const char *keyfield, const char *countfield)
+{
+	cJSON *arr = cJSON_CreateArray();
+	size_t i;
+
+	for (i = 0; arr && i < n; i++) {
+		cJSON *x = cJSON_CreateObject();
+		if (!x || !cJSON_AddStringToObject(x, keyfield, page[i]->key) ||
+		    !cJSON_AddNumberToObject(x, countfield, (double)page[i]->n) || !cJSON_AddItemToArray(arr, x)) {
+			cJSON_Delete(x);
+			cJSON_Delete(arr);
+			arr = NULL;
+		}
+	}
+	return arr;
+}

@@ -20,6 +20,18 @@ void names_get(struct http_request *req, struct http_reply *rep);
 void names_delete(struct http_request *req, struct http_reply *rep);
 void names_list(struct http_request *req, struct http_reply *rep);
 
+/* props.c */
+void props_put(struct http_request *req, struct http_reply *rep);
+void props_get(struct http_request *req, struct http_reply *rep);
+void props_delete(struct http_request *req, struct http_reply *rep);
+void props_list(struct http_request *req, struct http_reply *rep);
+
+/* groups.c */
+void groups_put(struct http_request *req, struct http_reply *rep);
+void groups_get(struct http_request *req, struct http_reply *rep);
+void groups_delete(struct http_request *req, struct http_reply *rep);
+void groups_list(struct http_request *req, struct http_reply *rep);
+
 /* ops.c */
 void ops_healthz(struct http_request *req, struct http_reply *rep);
 
@@ -58,6 +70,45 @@ bool query_text(struct http_request *req, struct http_reply *rep, const char *na
 
 /* The request body as a JSON object (empty is {}): 400 bad_request or 503. */
 bool need_body(struct http_request *req, struct http_reply *rep, struct json_body *b);
+
+/* What a PUT of a name, a property or a group membership needs: the key
+ * from the path, the caller's session and the body's "value" as JSON text
+ * ("null" when absent). */
+struct put_args {
+	char key[STORE_KEY_MAX + 1];
+	size_t klen;
+	struct json_body body;
+	const char *value;
+	size_t vlen;
+};
+
+/* Fills a, answering 400 invalid_key, 401, 403, 400 bad_request or 413
+ * payload_too_large (a value over --max-value) when it cannot. Free
+ * a->body with json_body_free() either way. */
+bool need_put(struct http_request *req, struct http_reply *rep, struct put_args *a);
+
+/* The key (or group) and limit, prefix and after of a listing: 400 when bad. */
+struct list_args {
+	char prefix[STORE_KEY_MAX + 1], after[STORE_KEY_MAX + 1];
+	size_t plen, alen, limit;
+	bool has_after;
+};
+bool need_list(struct http_request *req, struct http_reply *rep, struct list_args *a);
+
+/* Answers {"<field>": [items...], "next": next or null} (items taken). */
+void reply_page(struct http_reply *rep, const char *field, cJSON *items, bool more, const char *last);
+
+/* {"session", "value"} of a property holder or a group member. */
+cJSON *entry_json(const struct store_entry *e);
+
+/* {"<keyfield>": key, "session", "value"}: the answer to a PUT. */
+cJSON *entry_put_json(const struct store_entry *e, const char *keyfield);
+
+/* [entry_json...] of k's entries in order; [] when k is NULL. */
+cJSON *entries_json(const struct store_key *k);
+
+/* [{"<keyfield>": key, "<countfield>": entries}...] of a listing page. */
+cJSON *keys_json(struct store_key *const *page, size_t n, const char *keyfield, const char *countfield);
 
 /* The body's "ttl": 0 when absent, else a whole number 1..max_ttl: 400 invalid_ttl. */
 bool body_ttl(struct http_request *req, struct http_reply *rep, const struct json_body *b, unsigned *ttl);

@@ -20,22 +20,13 @@ static cJSON *name_json(const struct store_name *n)
 
 void names_put(struct http_request *req, struct http_reply *rep)
 {
-	char key[STORE_KEY_MAX + 1];
-	const struct json_member *v;
-	struct json_body b = { 0 };
+	struct put_args a;
 	struct store_name *n;
 	enum store_rc rc;
-	size_t klen;
 
-	if (!need_key(req, rep, key, &klen) || !need_caller(req, rep) || !need_body(req, rep, &b))
+	if (!need_put(req, rep, &a))
 		goto out;
-	v = json_body_member(&b, "value");
-	if (v && v->vlen > req->app->cfg->max_value) {
-		reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The value is over --max-value bytes.");
-		goto out;
-	}
-	rc = store_name_register(req->app->store, req->caller, key, klen,
-				 v ? v->value : "null", v ? v->vlen : 4, &n);
+	rc = store_name_register(req->app->store, req->caller, a.key, a.klen, a.value, a.vlen, &n);
 	if (rc == STORE_E_NAME_TAKEN) {
 		cJSON *o = cJSON_CreateObject();
 		if (!o || !cJSON_AddStringToObject(o, "error", reply_error_code(ERR_NAME_TAKEN)) ||
@@ -53,7 +44,7 @@ void names_put(struct http_request *req, struct http_reply *rep)
 	}
 	reply_json(rep, rc == STORE_CREATED ? 201 : 200, name_json(n));
 out:
-	json_body_free(&b);
+	json_body_free(&a.body);
 }
 
 void names_get(struct http_request *req, struct http_reply *rep)
@@ -119,29 +110,23 @@ void names_delete(struct http_request *req, struct http_reply *rep)
 void names_list(struct http_request *req, struct http_reply *rep)
 {
 	struct store_name *page[LIST_LIMIT_MAX];
-	char prefix[STORE_KEY_MAX + 1], after[STORE_KEY_MAX + 1];
-	size_t limit, plen, alen, n, i;
-	bool has_prefix, has_after, more;
-	cJSON *o, *arr;
+	struct list_args a;
+	size_t n, i;
+	bool more;
+	cJSON *arr;
 
-	if (!query_limit(req, rep, &limit) ||
-	    !query_text(req, rep, "prefix", prefix, &plen, &has_prefix) ||
-	    !query_text(req, rep, "after", after, &alen, &has_after))
+	if (!need_list(req, rep, &a))
 		return;
-	n = store_name_page(req->app->store, prefix, plen, has_after ? after : NULL, alen, limit, page, &more);
-	o = cJSON_CreateObject();
-	arr = o ? cJSON_AddArrayToObject(o, "names") : NULL;
+	n = store_name_page(req->app->store, a.prefix, a.plen, a.has_after ? a.after : NULL, a.alen,
+			    a.limit, page, &more);
+	arr = cJSON_CreateArray();
 	for (i = 0; arr && i < n; i++) {
 		cJSON *e = name_json(page[i]);
 		if (!e || !cJSON_AddItemToArray(arr, e)) {
 			cJSON_Delete(e);
+			cJSON_Delete(arr);
 			arr = NULL;
 		}
 	}
-	if (!arr || !(more && n ? cJSON_AddStringToObject(o, "next", page[n - 1]->key)
-				: cJSON_AddNullToObject(o, "next"))) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	reply_page(rep, "names", arr, more, n ? page[n - 1]->key : NULL);
 }

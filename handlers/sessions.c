@@ -28,8 +28,8 @@ static cJSON *session_summary(const struct store_session *s, uint64_t now)
 
 	if (o && add_lease(o, s, now) && add_label(o, s) &&
 	    cJSON_AddNumberToObject(o, "names", (double)s->n_names) &&
-	    cJSON_AddNumberToObject(o, "props", 0) &&
-	    cJSON_AddNumberToObject(o, "groups", 0) &&
+	    cJSON_AddNumberToObject(o, "props", (double)s->n_props) &&
+	    cJSON_AddNumberToObject(o, "groups", (double)s->n_groups) &&
 	    cJSON_AddNumberToObject(o, "queued", 0))
 		return o;
 	cJSON_Delete(o);
@@ -133,72 +133,99 @@ void sessions_list(struct http_request *req, struct http_reply *rep)
 	char after[STORE_KEY_MAX + 1];
 	size_t limit, alen, n, i;
 	bool has_after, more;
-	cJSON *o, *arr;
+	cJSON *arr;
 
 	if (!query_limit(req, rep, &limit) || !query_text(req, rep, "after", after, &alen, &has_after))
 		return;
 	n = store_session_page(req->app->store, has_after ? after : NULL, alen, limit, page, &more);
-	o = cJSON_CreateObject();
-	arr = o ? cJSON_AddArrayToObject(o, "sessions") : NULL;
+	arr = cJSON_CreateArray();
 	for (i = 0; arr && i < n; i++) {
 		cJSON *s = session_summary(page[i], req->now);
 		if (!s || !cJSON_AddItemToArray(arr, s)) {
 			cJSON_Delete(s);
+			cJSON_Delete(arr);
 			arr = NULL;
 		}
 	}
-	if (!arr || !(more && n ? cJSON_AddStringToObject(o, "next", page[n - 1]->id)
-				: cJSON_AddNullToObject(o, "next"))) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	reply_page(rep, "sessions", arr, more, n ? page[n - 1]->id : NULL);
 }
 
-static int cmp_names(const void *a, const void *b)
+/* A key to sort: what a session holds, as text. */
+struct held_key {
+	const char *key;
+	size_t klen;
+};
+
+static int cmp_keys(const void *a, const void *b)
 {
-	const struct store_name *x = *(const struct store_name *const *)a;
-	const struct store_name *y = *(const struct store_name *const *)b;
+	const struct held_key *x = a, *y = b;
 	size_t n = x->klen < y->klen ? x->klen : y->klen;
 	int c = memcmp(x->key, y->key, n);
 
 	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
-/* {"names": [sorted keys], "props": [], "groups": []}: what the session holds. */
-static cJSON *held(const struct store_session *s)
+/* Adds field: the n keys sorted in byte order. False when out of memory. */
+static bool add_sorted(cJSON *o, const char *field, struct held_key *keys, size_t n)
 {
-	const struct store_name **sorted = NULL;
-	const struct store_name *n;
-	cJSON *o = cJSON_CreateObject(), *names;
-	size_t i = 0;
+	cJSON *arr = cJSON_AddArrayToObject(o, field);
+	size_t i;
 
-	if (!o)
-		return NULL;
-	if (s->n_names) {
-		sorted = malloc(s->n_names * sizeof(*sorted));
-		if (!sorted)
-			goto fail;
-		for (n = s->names_head; n; n = n->s_next)
-			sorted[i++] = n;
-		qsort(sorted, s->n_names, sizeof(*sorted), cmp_names);
-	}
-	names = cJSON_AddArrayToObject(o, "names");
-	for (i = 0; names && i < s->n_names; i++) {
-		cJSON *k = cJSON_CreateString(sorted[i]->key);
-		if (!k || !cJSON_AddItemToArray(names, k)) {
+	if (!arr)
+		return false;
+	qsort(keys, n, sizeof(*keys), cmp_keys);
+	for (i = 0; i < n; i++) {
+		cJSON *k = cJSON_CreateString(keys[i].key);
+		if (!k || !cJSON_AddItemToArray(arr, k)) {
 			cJSON_Delete(k);
-			goto fail;
+			return false;
 		}
 	}
-	if (!names || !cJSON_AddArrayToObject(o, "props") || !cJSON_AddArrayToObject(o, "groups"))
-		goto fail;
-	free(sorted);
+	return true;
+}
+
+/* Adds the keys of a session's property or group entries, sorted. */
+static bool add_entries(cJSON *o, const char *field, const struct store_entry *e, struct held_key *keys)
+{
+	size_t n = 0;
+
+	for (; e; e = e->s_next, n++) {
+		keys[n].key = e->key->key;
+		keys[n].klen = e->key->klen;
+	}
+	return add_sorted(o, field, keys, n);
+}
+
+/* {"names": [...], "props": [...], "groups": [...]}, each sorted: what the
+ * session holds (gproc's info). */
+static cJSON *held(const struct store_session *s)
+{
+	size_t most = s->n_names > s->n_props ? s->n_names : s->n_props, n = 0;
+	struct held_key *keys;
+	const struct store_name *nm;
+	cJSON *o = cJSON_CreateObject();
+	bool ok;
+
+	if (s->n_groups > most)
+		most = s->n_groups;
+	keys = malloc((most ? most : 1) * sizeof(*keys));
+	if (!o || !keys) {
+		free(keys);
+		cJSON_Delete(o);
+		return NULL;
+	}
+	for (nm = s->names_head; nm; nm = nm->s_next, n++) {
+		keys[n].key = nm->key;
+		keys[n].klen = nm->klen;
+	}
+	ok = add_sorted(o, "names", keys, n) && add_entries(o, "props", s->props_head, keys) &&
+	     add_entries(o, "groups", s->groups_head, keys);
+	free(keys);
+	if (!ok) {
+		cJSON_Delete(o);
+		return NULL;
+	}
 	return o;
-fail:
-	free(sorted);
-	cJSON_Delete(o);
-	return NULL;
 }
 
 void sessions_get(struct http_request *req, struct http_reply *rep)

@@ -18,6 +18,7 @@ void config_defaults(struct config *c)
 	c->max_body = 1024 * 1024;
 	c->max_value = 64 * 1024;
 	c->max_sessions = 1000000;
+	c->max_keys_per_session = 10000;
 	c->max_connections = 10000;
 }
 
@@ -29,6 +30,8 @@ static const char usage[] =
 	"  --max-body BYTES       largest request body (default 1048576)\n"
 	"  --max-value BYTES      largest serialized value (default 65536)\n"
 	"  --max-sessions N       most live sessions (default 1000000)\n"
+	"  --max-keys-per-session N  most names, properties and group memberships\n"
+	"                         one session may hold (default 10000)\n"
 	"  --max-connections N    most open client connections (default 10000)\n"
 	"  --help                 this text\n"
 	"  --version              the version\n";
@@ -110,6 +113,9 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 		} else if (!strcmp(flag, "--max-sessions")) {
 			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
 			c->max_sessions = (size_t)v;
+		} else if (!strcmp(flag, "--max-keys-per-session")) {
+			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
+			c->max_keys_per_session = (size_t)v;
 		} else if (!strcmp(flag, "--max-connections")) {
 			bad = parse_num(val, 1, 1000000, &v);
 			c->max_connections = (size_t)v;

@@ -15,6 +15,7 @@ struct config {
 	size_t max_body;      /* bytes of a request body */
 	size_t max_value;     /* bytes of a serialized value */
 	size_t max_sessions;
+	size_t max_keys_per_session; /* names + props + group memberships per session */
 	size_t max_connections;
 };
 

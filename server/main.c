@@ -25,6 +25,7 @@ int main(int argc, char **argv)
 	sc.default_ttl = cfg.default_ttl;
 	sc.max_ttl = cfg.max_ttl;
 	sc.max_sessions = cfg.max_sessions;
+	sc.max_keys_per_session = cfg.max_keys_per_session;
 	sc.random = daemon_random;
 	app.cfg = &cfg;
 	app.store = store_new(&sc);

@@ -18,6 +18,8 @@ static const struct {
 	[ERR_NOT_FOUND] = { 404, "not_found", "No such route." },
 	[ERR_SESSION_NOT_FOUND] = { 404, "session_not_found", "No such session: it never existed, expired, or was deleted." },
 	[ERR_NAME_NOT_FOUND] = { 404, "name_not_found", "No session holds this name." },
+	[ERR_NOT_HELD] = { 404, "not_held", "The session does not hold this key." },
+	[ERR_GROUP_EMPTY] = { 404, "group_empty", "The group has no members to pick from." },
 	[ERR_METHOD_NOT_ALLOWED] = { 405, "method_not_allowed", "This path does not take that method." },
 	[ERR_NAME_TAKEN] = { 409, "name_taken", "Another session holds this name." },
 	[ERR_PAYLOAD_TOO_LARGE] = { 413, "payload_too_large", "The body or the value is over its limit." },
@@ -36,6 +38,8 @@ static const enum api_error store_errors[STORE_RC_COUNT] = {
 	[STORE_E_NAME_NOT_FOUND] = ERR_NAME_NOT_FOUND,
 	[STORE_E_NAME_TAKEN] = ERR_NAME_TAKEN,
 	[STORE_E_NOT_OWNER] = ERR_NOT_OWNER,
+	[STORE_E_NOT_HELD] = ERR_NOT_HELD,
+	[STORE_E_GROUP_EMPTY] = ERR_GROUP_EMPTY,
 };
 
 enum api_error reply_error_of(enum store_rc rc)

@@ -23,6 +23,12 @@ static const struct route routes[] = {
 	{ "/v1/names", true, { [HTTP_GET] = names_list }, "GET, HEAD" },
 	{ "/v1/names/**", true, { [HTTP_GET] = names_get, [HTTP_PUT] = names_put, [HTTP_DELETE] = names_delete },
 	  "GET, HEAD, PUT, DELETE" },
+	{ "/v1/props", true, { [HTTP_GET] = props_list }, "GET, HEAD" },
+	{ "/v1/props/**", true, { [HTTP_GET] = props_get, [HTTP_PUT] = props_put, [HTTP_DELETE] = props_delete },
+	  "GET, HEAD, PUT, DELETE" },
+	{ "/v1/groups", true, { [HTTP_GET] = groups_list }, "GET, HEAD" },
+	{ "/v1/groups/**", true, { [HTTP_GET] = groups_get, [HTTP_PUT] = groups_put, [HTTP_DELETE] = groups_delete },
+	  "GET, HEAD, PUT, DELETE" },
 };
 
 enum http_method router_method(const char *m)

@@ -96,6 +96,7 @@ bool uri_decode_key(const char *raw, size_t n, char *out, size_t *outlen)
 {
 	if (!uri_decode(raw, n, false, out, STORE_KEY_MAX, outlen))
 		return false;
+	out[*outlen] = '\0';
 	return *outlen >= 1 && uri_text_ok(out, *outlen);
 }
 

@@ -24,8 +24,8 @@ size_t uri_utf8_seq(const unsigned char *s, size_t left);
  * control character (U+0000..U+001F, U+007F). */
 bool uri_text_ok(const char *s, size_t n);
 
-/* Decodes a key from a path tail into out (at least STORE_KEY_MAX + 1 bytes):
- * 1..512 bytes of valid UTF-8 without control characters. */
+/* Decodes a key from a path tail into out (at least STORE_KEY_MAX + 1 bytes),
+ * NUL-terminated: 1..512 bytes of valid UTF-8 without control characters. */
 bool uri_decode_key(const char *raw, size_t n, char *out, size_t *outlen);
 
 /* Finds the first query parameter whose decoded name is name in the raw

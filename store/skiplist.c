@@ -127,3 +127,12 @@ struct skip_node *skiplist_seek(const struct skiplist *l, const char *key, size_
 		n = n->next[0];
 	return n;
 }
+
+struct skip_node *skiplist_page_start(const struct skiplist *l, const char *prefix, size_t plen,
+				      const char *after, size_t alen)
+{
+	/* Start at the larger of the prefix and the key after `after`. */
+	if (after && skiplist_cmp(after, alen, prefix, plen) >= 0)
+		return skiplist_seek(l, after, alen, 1);
+	return skiplist_seek(l, prefix, plen, 0);
+}

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SKIPLIST_MAX_LEVEL 24
 
@@ -38,6 +39,17 @@ void *skiplist_remove(struct skiplist *l, const char *key, size_t klen);
 
 /* First node whose key is >= key (strictly > when strict), or NULL. */
 struct skip_node *skiplist_seek(const struct skiplist *l, const char *key, size_t klen, int strict);
+
+/* Where a listing by prefix that continues after `after` (NULL: from the
+ * start) begins: the first node >= prefix and > after, or NULL. O(log n). */
+struct skip_node *skiplist_page_start(const struct skiplist *l, const char *prefix, size_t plen,
+				      const char *after, size_t alen);
+
+/* True when n's key starts with prefix. */
+static inline int skiplist_has_prefix(const struct skip_node *n, const char *prefix, size_t plen)
+{
+	return n->klen >= plen && (plen == 0 || memcmp(n->key, prefix, plen) == 0);
+}
 
 /* The node after n, or NULL. */
 static inline struct skip_node *skiplist_next(const struct skip_node *n)

@@ -7,26 +7,7 @@
 #include <string.h>
 
 #include "skiplist.h"
-
-enum { TK_LEASE = 1, TK_WAITER = 2 };
-
-struct await_list {
-	struct hmap_node node;
-	struct store_waiter *head;
-	size_t klen;
-	char key[];
-};
-
-struct store {
-	struct store_config cfg;
-	uint64_t index;
-	struct hmap sessions_by_id, sessions_by_token, names, awaits;
-	struct skiplist sessions_sorted, names_sorted;
-	struct timer_heap timers;
-	size_t n_waiters;
-};
-
-#define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+#include "store_int.h"
 
 static uint64_t rand64(struct store *st)
 {
@@ -55,15 +36,21 @@ struct store *store_new(const struct store_config *cfg)
 	if (!st)
 		return NULL;
 	st->cfg = *cfg;
+	if (!st->cfg.max_keys_per_session)
+		st->cfg.max_keys_per_session = SIZE_MAX;
 	if (hmap_init(&st->sessions_by_id, rand64(st), rand64(st)) ||
 	    hmap_init(&st->sessions_by_token, rand64(st), rand64(st)) ||
 	    hmap_init(&st->names, rand64(st), rand64(st)) ||
 	    hmap_init(&st->awaits, rand64(st), rand64(st)) ||
 	    skiplist_init(&st->sessions_sorted, rand64(st) | 1) ||
-	    skiplist_init(&st->names_sorted, rand64(st) | 1)) {
+	    skiplist_init(&st->names_sorted, rand64(st) | 1) ||
+	    store_multi_init(st)) {
 		store_free(st);
 		return NULL;
 	}
+	st->rng = rand64(st) | 1;
+	st->hk0 = rand64(st);
+	st->hk1 = rand64(st);
 	timer_heap_init(&st->timers);
 	return st;
 }
@@ -80,6 +67,7 @@ void store_free(struct store *st)
 
 	if (!st)
 		return;
+	store_multi_free(st); /* entries first: sessions only point at them */
 	if (st->sessions_by_id.buckets) {
 		for (i = 0; i <= st->sessions_by_id.mask; i++) {
 			struct hmap_node *hn = st->sessions_by_id.buckets[i], *next;
@@ -125,7 +113,7 @@ size_t store_name_count(const struct store *st) { return st->names.count; }
 size_t store_waiter_count(const struct store *st) { return st->n_waiters; }
 
 /* One change applied: the index moves by one. The events ring will hang here. */
-static void emit(struct store *st)
+void store_emit(struct store *st)
 {
 	st->index++;
 }
@@ -186,7 +174,7 @@ enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 	s->by_token.key = s->token;
 	s->by_token.klen = STORE_TOKEN_LEN;
 	hmap_put(&st->sessions_by_token, &s->by_token);
-	emit(st);
+	store_emit(st);
 	*out = s;
 	return STORE_CREATED;
 nomem:
@@ -218,16 +206,17 @@ static void release_session(struct store *st, struct store_session *s)
 {
 	struct store_name *n;
 
+	store_multi_release(st, s);
 	while ((n = s->names_head) != NULL) {
 		unlink_name(st, n);
 		free_name(n);
-		emit(st); /* name_unregistered */
+		store_emit(st); /* name_unregistered */
 	}
 	timer_heap_remove(&st->timers, &s->lease);
 	hmap_remove(&st->sessions_by_id, &s->by_id);
 	hmap_remove(&st->sessions_by_token, &s->by_token);
 	skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
-	emit(st); /* session_expired or session_deleted */
+	store_emit(st); /* session_expired or session_deleted */
 	free(s->label);
 	free(s);
 }
@@ -321,8 +310,12 @@ enum store_rc store_name_register(struct store *st, struct store_session *s,
 		free(n->value);
 		n->value = v;
 		n->vlen = vlen;
-		emit(st); /* name_updated */
+		store_emit(st); /* name_updated */
 		return STORE_OK;
+	}
+	if (s->n_names + s->n_props + s->n_groups >= st->cfg.max_keys_per_session) {
+		free(v);
+		return STORE_E_LIMIT;
 	}
 	n = malloc(sizeof(*n) + klen + 1);
 	if (!n) {
@@ -350,7 +343,7 @@ enum store_rc store_name_register(struct store *st, struct store_session *s,
 		s->names_head = n;
 	s->names_tail = n;
 	s->n_names++;
-	emit(st); /* name_registered */
+	store_emit(st); /* name_registered */
 	*out = n;
 	wake_awaiters(st, key, klen);
 	return STORE_CREATED;
@@ -373,30 +366,20 @@ enum store_rc store_name_delete(struct store *st, struct store_session *s, const
 		return STORE_E_NOT_OWNER;
 	unlink_name(st, n);
 	free_name(n);
-	emit(st); /* name_unregistered */
+	store_emit(st); /* name_unregistered */
 	return STORE_OK;
-}
-
-static bool has_prefix(const struct skip_node *n, const char *prefix, size_t plen)
-{
-	return n->klen >= plen && (plen == 0 || memcmp(n->key, prefix, plen) == 0);
 }
 
 size_t store_name_page(struct store *st, const char *prefix, size_t plen,
 		       const char *after, size_t alen, size_t limit,
 		       struct store_name **out, bool *more)
 {
-	struct skip_node *n;
+	struct skip_node *n = skiplist_page_start(&st->names_sorted, prefix, plen, after, alen);
 	size_t k = 0;
 
-	/* Start at the larger of the prefix and the key after `after`. */
-	if (after && skiplist_cmp(after, alen, prefix, plen) >= 0)
-		n = skiplist_seek(&st->names_sorted, after, alen, 1);
-	else
-		n = skiplist_seek(&st->names_sorted, prefix, plen, 0);
-	for (; n && k < limit && has_prefix(n, prefix, plen); n = skiplist_next(n))
+	for (; n && k < limit && skiplist_has_prefix(n, prefix, plen); n = skiplist_next(n))
 		out[k++] = n->value;
-	*more = n != NULL && has_prefix(n, prefix, plen);
+	*more = n != NULL && skiplist_has_prefix(n, prefix, plen);
 	return k;
 }
 

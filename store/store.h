@@ -1,4 +1,5 @@
-/* store: the registry itself (sessions with leases, unique names, waiters).
+/* store: the registry itself (sessions with leases, unique names,
+ * properties, groups, waiters).
  * Plain C: no HTTP, no JSON parsing, no sockets, no clock of its own. Every
  * call that can depend on time takes `now` in milliseconds on a monotonic
  * clock, so tests move time by hand. One thread owns a store. */
@@ -28,6 +29,8 @@ enum store_rc {
 	STORE_E_NAME_NOT_FOUND,    /* no such name */
 	STORE_E_NAME_TAKEN,        /* another session holds the name */
 	STORE_E_NOT_OWNER,         /* the name is held by another session */
+	STORE_E_NOT_HELD,          /* the session holds no such property or group membership */
+	STORE_E_GROUP_EMPTY,       /* a pick from a group with no members */
 	STORE_RC_COUNT
 };
 
@@ -39,6 +42,7 @@ enum store_wake {
 };
 
 struct store_name;
+struct store_entry;
 struct await_list;
 
 struct store_session {
@@ -48,8 +52,9 @@ struct store_session {
 	size_t label_len;
 	unsigned ttl;          /* seconds */
 	struct timer lease;    /* lease.deadline: expiry time in ms */
-	size_t n_names;
+	size_t n_names, n_props, n_groups;
 	struct store_name *names_head, *names_tail; /* in registration order */
+	struct store_entry *props_head, *props_tail, *groups_head, *groups_tail;
 	/* private */
 	struct hmap_node by_id, by_token;
 };
@@ -64,6 +69,36 @@ struct store_name {
 	struct hmap_node node;
 	char key[]; /* klen bytes + NUL */
 };
+
+/* A property key or a group name, with its entries (holders or members)
+ * in the order they registered or joined. Exists while it has entries. */
+struct store_key {
+	size_t n;                        /* entries */
+	struct store_entry *head, *tail; /* registration or join order */
+	/* private */
+	struct store_entry **slots;      /* the same entries, unordered: O(1) random pick */
+	size_t cap;
+	struct store_entry *rr;          /* round robin: the next to pick (NULL: the head) */
+	struct hmap_node node;
+	size_t klen;
+	char key[]; /* klen bytes + NUL */
+};
+
+/* One session's property value under a key, or its membership of a group. */
+struct store_entry {
+	struct store_session *session;
+	struct store_key *key;
+	char *value; /* serialized JSON text, NUL-terminated */
+	size_t vlen;
+	struct store_entry *k_next; /* the key's next entry */
+	/* private */
+	struct store_entry *k_prev, *s_prev, *s_next;
+	size_t slot;
+	struct hmap_node node;
+	const void *pair[2]; /* the pairs map's key: session and key pointers */
+};
+
+enum store_pick { STORE_PICK_RANDOM, STORE_PICK_ROUND_ROBIN, STORE_PICK_HASH };
 
 /* A request waiting for something. The owner embeds it and sets `wake`,
  * which the store calls once (the waiter is detached by then). The wake
@@ -80,6 +115,7 @@ struct store_config {
 	unsigned default_ttl; /* seconds, for a session created with ttl 0 */
 	unsigned max_ttl;     /* seconds */
 	size_t max_sessions;
+	size_t max_keys_per_session; /* names + properties + group memberships; 0: no limit */
 	/* Fills buf with len random bytes (getrandom(2) in the server). */
 	void (*random)(void *ctx, void *buf, size_t len);
 	void *random_ctx;
@@ -100,6 +136,8 @@ uint64_t store_index(const struct store *st);
 
 size_t store_session_count(const struct store *st);
 size_t store_name_count(const struct store *st);
+size_t store_prop_count(const struct store *st);  /* (session, key) entries */
+size_t store_member_count(const struct store *st); /* group memberships */
 
 /* --- sessions --- */
 
@@ -137,7 +175,8 @@ size_t store_session_page(struct store *st, const char *after, size_t after_len,
 
 /* Registers key for s with the JSON text value (copied). STORE_CREATED (new),
  * STORE_OK (s held it: value replaced), STORE_E_NAME_TAKEN (*out is the
- * holder's entry), STORE_E_NOMEM. *out is the entry on success. */
+ * holder's entry), STORE_E_LIMIT (s holds max_keys_per_session entries),
+ * STORE_E_NOMEM. *out is the entry on success. */
 enum store_rc store_name_register(struct store *st, struct store_session *s,
 				  const char *key, size_t klen,
 				  const char *value, size_t vlen,
@@ -155,6 +194,51 @@ enum store_rc store_name_delete(struct store *st, struct store_session *s, const
 size_t store_name_page(struct store *st, const char *prefix, size_t plen,
 		       const char *after, size_t alen, size_t limit,
 		       struct store_name **out, bool *more);
+
+/* --- properties (non-unique: many sessions per key, one entry each) --- */
+
+/* Sets s's value under key (copied). STORE_CREATED (new: the key's last
+ * holder), STORE_OK (value replaced, place kept), STORE_E_LIMIT,
+ * STORE_E_NOMEM. *out is the entry on success. */
+enum store_rc store_prop_set(struct store *st, struct store_session *s, const char *key, size_t klen,
+			     const char *value, size_t vlen, struct store_entry **out);
+
+/* Removes s's entry under key: STORE_OK or STORE_E_NOT_HELD. */
+enum store_rc store_prop_remove(struct store *st, struct store_session *s, const char *key, size_t klen);
+
+/* The key with its holders, or NULL when nobody holds it. */
+struct store_key *store_prop_get(struct store *st, const char *key, size_t klen);
+
+/* Up to limit keys that start with prefix and sort after `after` (when
+ * given), in byte order; as store_name_page. */
+size_t store_prop_page(struct store *st, const char *prefix, size_t plen, const char *after, size_t alen,
+		       size_t limit, struct store_key **out, bool *more);
+
+/* --- groups --- */
+
+/* Joins s to group (value copied): STORE_CREATED (new: the last member),
+ * STORE_OK (already a member: value replaced, place kept), STORE_E_LIMIT,
+ * STORE_E_NOMEM. */
+enum store_rc store_group_join(struct store *st, struct store_session *s, const char *group, size_t glen,
+			       const char *value, size_t vlen, struct store_entry **out);
+
+/* s leaves group: STORE_OK or STORE_E_NOT_HELD. */
+enum store_rc store_group_leave(struct store *st, struct store_session *s, const char *group, size_t glen);
+
+/* The group with its members, or NULL when it has none. */
+struct store_key *store_group_get(struct store *st, const char *group, size_t glen);
+
+size_t store_group_page(struct store *st, const char *prefix, size_t plen, const char *after, size_t alen,
+			size_t limit, struct store_key **out, bool *more);
+
+/* One member of group: STORE_OK with *out, or STORE_E_GROUP_EMPTY.
+ * RANDOM: uniform. ROUND_ROBIN: join order, every member once before any
+ * again (a cursor that survives joins and leaves). HASH: rendezvous
+ * (highest random weight) hashing of hash_key with each member's id: the same
+ * hash_key picks the same member while membership is unchanged, and when a
+ * member leaves only the keys it had move. */
+enum store_rc store_group_pick(struct store *st, const char *group, size_t glen, enum store_pick how,
+			       const char *hash_key, size_t hklen, struct store_entry **out);
 
 /* --- waiters and time --- */
 

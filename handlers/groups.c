@@ -1,0 +1,118 @@
+/* groups: sets of member sessions that peers discover, and that a sender
+ * picks one member of (random, round robin, or rendezvous hash). */
+#include "handlers.h"
+
+#include <string.h>
+
+#include "../server/reply.h"
+
+void groups_put(struct http_request *req, struct http_reply *rep)
+{
+	struct put_args a;
+	struct store_entry *e;
+	enum store_rc rc;
+
+	if (!need_put(req, rep, &a))
+		goto out;
+	rc = store_group_join(req->app->store, req->caller, a.key, a.klen, a.value, a.vlen, &e);
+	if (rc == STORE_OK || rc == STORE_CREATED)
+		reply_json(rep, rc == STORE_CREATED ? 201 : 200, entry_put_json(e, "group"));
+	else
+		reply_store_error(rep, rc);
+out:
+	json_body_free(&a.body);
+}
+
+/* ?pick=random|round_robin|hash (&hash_key=K): *present false when there
+ * is no pick; 400 bad_request for another strategy or hash without a key. */
+static bool query_pick(struct http_request *req, struct http_reply *rep, bool *present,
+		       enum store_pick *how, char *hk, size_t *hklen)
+{
+	char v[STORE_KEY_MAX + 1];
+	size_t n;
+	bool has_hk;
+
+	if (!query_text(req, rep, "pick", v, &n, present) || !*present)
+		return *present ? false : true;
+	if (!strcmp(v, "random")) {
+		*how = STORE_PICK_RANDOM;
+	} else if (!strcmp(v, "round_robin")) {
+		*how = STORE_PICK_ROUND_ROBIN;
+	} else if (!strcmp(v, "hash")) {
+		*how = STORE_PICK_HASH;
+	} else {
+		reply_error(rep, ERR_BAD_REQUEST, "pick must be random, round_robin or hash.");
+		return false;
+	}
+	if (!query_text(req, rep, "hash_key", hk, hklen, &has_hk))
+		return false;
+	if (*how == STORE_PICK_HASH && !has_hk) {
+		reply_error(rep, ERR_BAD_REQUEST, "pick=hash needs a hash_key.");
+		return false;
+	}
+	return true;
+}
+
+void groups_get(struct http_request *req, struct http_reply *rep)
+{
+	char group[STORE_KEY_MAX + 1], hk[STORE_KEY_MAX + 1];
+	size_t glen, hklen = 0;
+	enum store_pick how = STORE_PICK_RANDOM;
+	struct store_entry *e;
+	struct store_key *k;
+	enum store_rc rc;
+	bool pick;
+	cJSON *o, *m;
+
+	if (!need_key(req, rep, group, &glen) || !query_pick(req, rep, &pick, &how, hk, &hklen))
+		return;
+	o = cJSON_CreateObject();
+	if (pick) {
+		rc = store_group_pick(req->app->store, group, glen, how, hk, hklen, &e);
+		if (rc != STORE_OK) {
+			cJSON_Delete(o);
+			reply_store_error(rep, rc);
+			return;
+		}
+		m = entry_json(e);
+	} else {
+		k = store_group_get(req->app->store, group, glen);
+		m = entries_json(k);
+	}
+	if (!o || !m || !cJSON_AddStringToObject(o, "group", group) ||
+	    !cJSON_AddItemToObject(o, pick ? "member" : "members", m)) {
+		cJSON_Delete(m);
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	reply_json(rep, 200, o);
+}
+
+void groups_delete(struct http_request *req, struct http_reply *rep)
+{
+	char group[STORE_KEY_MAX + 1];
+	enum store_rc rc;
+	size_t glen;
+
+	if (!need_key(req, rep, group, &glen) || !need_caller(req, rep))
+		return;
+	rc = store_group_leave(req->app->store, req->caller, group, glen);
+	if (rc != STORE_OK)
+		reply_store_error(rep, rc);
+	else
+		reply_empty(rep, 204);
+}
+
+void groups_list(struct http_request *req, struct http_reply *rep)
+{
+	struct store_key *page[LIST_LIMIT_MAX];
+	struct list_args a;
+	size_t n;
+	bool more;
+
+	if (!need_list(req, rep, &a))
+		return;
+	n = store_group_page(req->app->store, a.prefix, a.plen, a.has_after ? a.after : NULL, a.alen,
+			     a.limit, page, &more);
+	reply_page(rep, "groups", keys_json(page, n, "group", "members"), more, n ? page[n - 1]->key : NULL);
+}

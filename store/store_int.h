@@ -1,0 +1,49 @@
+/* store_int: what the store's own files share and nobody else sees: the
+ * struct store itself and a few helpers. Not part of the store's API. */
+#ifndef ROLLCALL_STORE_INT_H
+#define ROLLCALL_STORE_INT_H
+
+#include "skiplist.h"
+#include "store.h"
+
+enum { TK_LEASE = 1, TK_WAITER = 2 };
+
+#define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+struct await_list {
+	struct hmap_node node;
+	struct store_waiter *head;
+	size_t klen;
+	char key[];
+};
+
+/* Properties or groups: keys, each with its ordered entries. */
+struct store_multi {
+	struct hmap keys;     /* key text -> struct store_key */
+	struct skiplist sorted; /* the same keys, in byte order */
+	struct hmap pairs;    /* (session, key) -> struct store_entry */
+	size_t entries;
+};
+
+struct store {
+	struct store_config cfg;
+	uint64_t index;
+	struct hmap sessions_by_id, sessions_by_token, names, awaits;
+	struct skiplist sessions_sorted, names_sorted;
+	struct store_multi props, groups;
+	struct timer_heap timers;
+	size_t n_waiters;
+	uint64_t rng;     /* xorshift state for random picks (not for secrets) */
+	uint64_t hk0, hk1; /* SipHash key of rendezvous picks */
+};
+
+/* One change applied: the index moves by one. */
+void store_emit(struct store *st);
+
+/* multi.c: set up and tear down the props and groups tables; release all
+ * that a session holds in them, emitting one event per entry. */
+int store_multi_init(struct store *st);
+void store_multi_free(struct store *st);
+void store_multi_release(struct store *st, struct store_session *s);
+
+#endif
