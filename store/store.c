@@ -68,6 +68,9 @@ void store_free(struct store *st)
 	if (!st)
 		return;
 	store_multi_free(st); /* entries first: sessions only point at them */
+	/* The heap marks each timer idle, and lease timers live in the sessions
+	 * freed below: empty it while they are still there. */
+	timer_heap_destroy(&st->timers);
 	if (st->sessions_by_id.buckets) {
 		for (i = 0; i <= st->sessions_by_id.mask; i++) {
 			struct hmap_node *hn = st->sessions_by_id.buckets[i], *next;
@@ -103,7 +106,6 @@ void store_free(struct store *st)
 	hmap_destroy(&st->awaits);
 	skiplist_destroy(&st->sessions_sorted);
 	skiplist_destroy(&st->names_sorted);
-	timer_heap_destroy(&st->timers);
 	free(st);
 }
 
