@@ -218,6 +218,12 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 	if (rep->body_len || rep->status != 204)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 					rep->content_type ? rep->content_type : "application/json; charset=utf-8");
+	/* Every /v1 answer carries the index, those made before any handler
+	 * ran (413, 503 out of memory) too. */
+	if (!rep->with_index && r->req.path_len >= 3 && !memcmp(r->req.path, "/v1", 3)) {
+		rep->with_index = true;
+		rep->index = store_index(r->loop->app->store);
+	}
 	if (rep->with_index) {
 		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)rep->index);
 		MHD_add_response_header(resp, "X-Rollcall-Index", idx);

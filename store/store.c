@@ -38,6 +38,10 @@ struct store *store_new(const struct store_config *cfg)
 	st->cfg = *cfg;
 	if (!st->cfg.max_keys_per_session)
 		st->cfg.max_keys_per_session = SIZE_MAX;
+	if (!st->cfg.max_queue)
+		st->cfg.max_queue = SIZE_MAX;
+	if (!st->cfg.max_waiters)
+		st->cfg.max_waiters = SIZE_MAX;
 	if (hmap_init(&st->sessions_by_id, rand64(st), rand64(st)) ||
 	    hmap_init(&st->sessions_by_token, rand64(st), rand64(st)) ||
 	    hmap_init(&st->names, rand64(st), rand64(st)) ||
@@ -67,6 +71,8 @@ void store_free(struct store *st)
 
 	if (!st)
 		return;
+	while (st->waiters) /* parked requests outlive the store: unpark them */
+		store_waiter_cancel(st, st->waiters);
 	store_multi_free(st); /* entries first: sessions only point at them */
 	/* The heap marks each timer idle, and lease timers live in the sessions
 	 * freed below: empty it while they are still there. */
@@ -82,21 +88,9 @@ void store_free(struct store *st)
 					nn = n->s_next;
 					free_name(n);
 				}
+				store_mailbox_clear(st, s);
 				free(s->label);
 				free(s);
-			}
-		}
-	}
-	if (st->awaits.buckets) {
-		for (i = 0; i <= st->awaits.mask; i++) {
-			struct hmap_node *hn = st->awaits.buckets[i], *next;
-			for (; hn; hn = next) {
-				struct await_list *al = container_of(hn, struct await_list, node);
-				struct store_waiter *w;
-				next = hn->next;
-				for (w = al->head; w; w = w->next)
-					w->list = NULL;
-				free(al);
 			}
 		}
 	}
@@ -134,6 +128,7 @@ enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 	struct store_session *s;
 	unsigned char raw[16];
 
+	store_clock(st, now);
 	if (ttl == 0)
 		ttl = st->cfg.default_ttl;
 	if (!ttl_ok(st, ttl))
@@ -208,6 +203,9 @@ static void release_session(struct store *st, struct store_session *s)
 {
 	struct store_name *n;
 
+	if (s->receiver) /* its pending receive ends: the session is gone */
+		store_waiter_wake(st, s->receiver, STORE_WAKE_GONE);
+	store_mailbox_clear(st, s);
 	store_multi_release(st, s);
 	while ((n = s->names_head) != NULL) {
 		unlink_name(st, n);
@@ -225,7 +223,8 @@ static void release_session(struct store *st, struct store_session *s)
 
 static struct store_session *live(struct store *st, uint64_t now, struct store_session *s)
 {
-	if (s && s->lease.deadline <= now) {
+	/* A pending receive holds the lease: its countdown has not begun. */
+	if (s && !s->receiver && s->lease.deadline <= now) {
 		release_session(st, s);
 		return NULL;
 	}
@@ -246,8 +245,17 @@ struct store_session *store_session_by_token(struct store *st, uint64_t now, con
 	return live(st, now, hn ? container_of(hn, struct store_session, by_token) : NULL);
 }
 
+void store_clock(struct store *st, uint64_t now)
+{
+	if (now > st->now)
+		st->now = now;
+}
+
 void store_session_touch(struct store *st, uint64_t now, struct store_session *s)
 {
+	store_clock(st, now);
+	if (s->receiver)
+		return; /* a pending receive holds the lease; it restarts at the end */
 	timer_heap_update(&st->timers, &s->lease, now + (uint64_t)s->ttl * 1000);
 }
 
@@ -269,6 +277,8 @@ void store_session_delete(struct store *st, struct store_session *s)
 
 uint64_t store_session_expires_in(const struct store_session *s, uint64_t now)
 {
+	if (s->receiver)
+		return (uint64_t)s->ttl * 1000;
 	return s->lease.deadline > now ? s->lease.deadline - now : 0;
 }
 
@@ -387,26 +397,65 @@ size_t store_name_page(struct store *st, const char *prefix, size_t plen,
 
 /* --- waiters --- */
 
+/* Parks w on the store's list of all waiters with its deadline, as kind.
+ * STORE_E_LIMIT past max_waiters, STORE_E_NOMEM when the heap cannot grow. */
+enum store_rc store_waiter_park(struct store *st, struct store_waiter *w, int kind, uint64_t deadline)
+{
+	if (st->n_waiters >= st->cfg.max_waiters)
+		return STORE_E_LIMIT;
+	w->timer.kind = TK_WAITER;
+	w->timer.deadline = deadline;
+	w->timer.idx = TIMER_IDLE;
+	if (timer_heap_add(&st->timers, &w->timer))
+		return STORE_E_NOMEM;
+	w->kind = kind;
+	w->gprev = NULL;
+	w->gnext = st->waiters;
+	if (st->waiters)
+		st->waiters->gprev = w;
+	st->waiters = w;
+	st->n_waiters++;
+	return STORE_OK;
+}
+
 static void detach_waiter(struct store *st, struct store_waiter *w)
 {
 	struct await_list *al = w->list;
 
-	timer_heap_remove(&st->timers, &w->timer);
-	if (!al)
+	if (!w->kind)
 		return;
-	if (w->prev)
-		w->prev->next = w->next;
+	timer_heap_remove(&st->timers, &w->timer);
+	if (w->gprev)
+		w->gprev->gnext = w->gnext;
 	else
-		al->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	w->list = NULL;
-	w->prev = w->next = NULL;
+		st->waiters = w->gnext;
+	if (w->gnext)
+		w->gnext->gprev = w->gprev;
+	w->gprev = w->gnext = NULL;
 	st->n_waiters--;
-	if (!al->head) {
-		hmap_remove(&st->awaits, &al->node);
-		free(al);
+	if (w->kind == WK_RECEIVE) {
+		store_receive_detached(st, w);
+	} else if (al) {
+		if (w->prev)
+			w->prev->next = w->next;
+		else
+			al->head = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		w->list = NULL;
+		w->prev = w->next = NULL;
+		if (!al->head) {
+			hmap_remove(&st->awaits, &al->node);
+			free(al);
+		}
 	}
+	w->kind = 0;
+}
+
+void store_waiter_wake(struct store *st, struct store_waiter *w, enum store_wake why)
+{
+	detach_waiter(st, w);
+	w->wake(w, why);
 }
 
 enum store_rc store_name_await(struct store *st, const char *key, size_t klen,
@@ -414,10 +463,8 @@ enum store_rc store_name_await(struct store *st, const char *key, size_t klen,
 {
 	struct hmap_node *hn = hmap_get(&st->awaits, key, klen);
 	struct await_list *al;
+	enum store_rc rc;
 
-	w->timer.kind = TK_WAITER;
-	w->timer.deadline = deadline;
-	w->timer.idx = TIMER_IDLE;
 	if (hn) {
 		al = container_of(hn, struct await_list, node);
 	} else {
@@ -431,10 +478,11 @@ enum store_rc store_name_await(struct store *st, const char *key, size_t klen,
 		al->node.key = al->key;
 		al->node.klen = klen;
 	}
-	if (timer_heap_add(&st->timers, &w->timer)) {
+	rc = store_waiter_park(st, w, WK_AWAIT, deadline);
+	if (rc != STORE_OK) {
 		if (!hn)
 			free(al);
-		return STORE_E_NOMEM;
+		return rc;
 	}
 	if (!hn)
 		hmap_put(&st->awaits, &al->node);
@@ -444,7 +492,6 @@ enum store_rc store_name_await(struct store *st, const char *key, size_t klen,
 	if (al->head)
 		al->head->prev = w;
 	al->head = w;
-	st->n_waiters++;
 	return STORE_OK;
 }
 
@@ -455,7 +502,7 @@ void store_waiter_cancel(struct store *st, struct store_waiter *w)
 
 bool store_waiter_parked(const struct store_waiter *w)
 {
-	return w->list != NULL;
+	return w->kind != 0;
 }
 
 static void wake_awaiters(struct store *st, const char *key, size_t klen)
@@ -470,8 +517,7 @@ static void wake_awaiters(struct store *st, const char *key, size_t klen)
 	for (;;) {
 		struct store_waiter *w = al->head;
 		bool last = w->next == NULL;
-		detach_waiter(st, w);
-		w->wake(w, STORE_WAKE_FIRED);
+		store_waiter_wake(st, w, STORE_WAKE_FIRED);
 		if (last)
 			break;
 	}
@@ -482,13 +528,13 @@ size_t store_tick(struct store *st, uint64_t now, size_t budget)
 	size_t done = 0;
 	struct timer *t;
 
+	store_clock(st, now);
+
 	while (done < budget && (t = timer_heap_peek(&st->timers)) && t->deadline <= now) {
 		if (t->kind == TK_LEASE) {
 			release_session(st, container_of(t, struct store_session, lease));
 		} else {
-			struct store_waiter *w = container_of(t, struct store_waiter, timer);
-			detach_waiter(st, w);
-			w->wake(w, STORE_WAKE_TIMEOUT);
+			store_waiter_wake(st, container_of(t, struct store_waiter, timer), STORE_WAKE_TIMEOUT);
 		}
 		done++;
 	}
@@ -504,14 +550,6 @@ uint64_t store_next_deadline(const struct store *st)
 
 void store_wake_all(struct store *st)
 {
-	size_t i;
-
-	for (i = 0; st->n_waiters && i <= st->awaits.mask; i++) {
-		while (st->awaits.buckets[i]) {
-			struct await_list *al = container_of(st->awaits.buckets[i], struct await_list, node);
-			struct store_waiter *w = al->head;
-			detach_waiter(st, w);
-			w->wake(w, STORE_WAKE_SHUTDOWN);
-		}
-	}
+	while (st->waiters)
+		store_waiter_wake(st, st->waiters, STORE_WAKE_SHUTDOWN);
 }

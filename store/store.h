@@ -31,6 +31,7 @@ enum store_rc {
 	STORE_E_NOT_OWNER,         /* the name is held by another session */
 	STORE_E_NOT_HELD,          /* the session holds no such property or group membership */
 	STORE_E_GROUP_EMPTY,       /* a pick from a group with no members */
+	STORE_E_MAILBOX_FULL,      /* the mailbox holds max_queue messages */
 	STORE_RC_COUNT
 };
 
@@ -39,6 +40,8 @@ enum store_wake {
 	STORE_WAKE_FIRED = 1, /* what it waited for happened */
 	STORE_WAKE_TIMEOUT,   /* its deadline passed */
 	STORE_WAKE_SHUTDOWN,  /* store_wake_all(): the server is stopping */
+	STORE_WAKE_REPLACED,  /* a newer receive for the same session took its place */
+	STORE_WAKE_GONE,      /* the session it waited for expired or was deleted */
 };
 
 struct store_name;
@@ -55,6 +58,11 @@ struct store_session {
 	size_t n_names, n_props, n_groups;
 	struct store_name *names_head, *names_tail; /* in registration order */
 	struct store_entry *props_head, *props_tail, *groups_head, *groups_tail;
+	/* the mailbox: messages not yet acknowledged, in seq order */
+	struct store_msg *mq_head, *mq_tail;
+	size_t queued;
+	uint64_t last_seq; /* the highest seq ever given out; 0 before the first */
+	struct store_waiter *receiver; /* the pending receive, or NULL */
 	/* private */
 	struct hmap_node by_id, by_token;
 };
@@ -100,15 +108,35 @@ struct store_entry {
 
 enum store_pick { STORE_PICK_RANDOM, STORE_PICK_ROUND_ROBIN, STORE_PICK_HASH };
 
+/* What a message carries, shared by every mailbox a broadcast reached. */
+struct store_payload {
+	size_t refs;
+	char from[STORE_ID_LEN + 1]; /* the sender's session id; "" when none */
+	char *to;   /* the target as the sender gave it: JSON text */
+	size_t tolen;
+	char *body; /* JSON text */
+	size_t blen;
+};
+
+/* One message in a mailbox. */
+struct store_msg {
+	uint64_t seq;
+	struct store_payload *p;
+	struct store_msg *next;
+};
+
 /* A request waiting for something. The owner embeds it and sets `wake`,
  * which the store calls once (the waiter is detached by then). The wake
- * callback must not call back into the store. */
+ * callback must not call back into the store. Zero it before first use. */
 struct store_waiter {
 	struct timer timer;
 	void (*wake)(struct store_waiter *w, enum store_wake why);
 	/* private */
-	struct await_list *list;
-	struct store_waiter *prev, *next;
+	int kind;
+	struct await_list *list;          /* an await's key */
+	struct store_waiter *prev, *next; /* in that key's list */
+	struct store_waiter *gprev, *gnext; /* in the store's list of all waiters */
+	struct store_session *session;    /* a receive's session */
 };
 
 struct store_config {
@@ -116,6 +144,8 @@ struct store_config {
 	unsigned max_ttl;     /* seconds */
 	size_t max_sessions;
 	size_t max_keys_per_session; /* names + properties + group memberships; 0: no limit */
+	size_t max_queue;   /* messages per mailbox; 0: no limit */
+	size_t max_waiters; /* parked waiters (awaits and receives); 0: no limit */
 	/* Fills buf with len random bytes (getrandom(2) in the server). */
 	void (*random)(void *ctx, void *buf, size_t len);
 	void *random_ctx;
@@ -153,7 +183,8 @@ enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 struct store_session *store_session_find(struct store *st, uint64_t now, const char *id, size_t len);
 struct store_session *store_session_by_token(struct store *st, uint64_t now, const char *token, size_t len);
 
-/* A sign of life: the lease runs ttl seconds from now. Never allocates. */
+/* A sign of life: the lease runs ttl seconds from now (while a receive is
+ * pending the lease is held, and this changes nothing). Never allocates. */
 void store_session_touch(struct store *st, uint64_t now, struct store_session *s);
 
 /* Heartbeat: touch, after setting the ttl when ttl != 0. STORE_OK or
@@ -240,6 +271,36 @@ size_t store_group_page(struct store *st, const char *prefix, size_t plen, const
 enum store_rc store_group_pick(struct store *st, const char *group, size_t glen, enum store_pick how,
 			       const char *hash_key, size_t hklen, struct store_entry **out);
 
+/* --- messages --- */
+
+/* A payload with one reference: from (a session id, or NULL), to and body
+ * (JSON text) are copied. NULL when out of memory. */
+struct store_payload *store_payload_new(const char *from, const char *to, size_t tolen,
+					const char *body, size_t blen);
+
+/* Drops a reference; the last one frees it. */
+void store_payload_unref(struct store_payload *p);
+
+/* Appends a message with p (taking a reference of its own) to s's mailbox,
+ * with the next seq, and wakes s's pending receive. STORE_OK,
+ * STORE_E_MAILBOX_FULL (nothing changed), STORE_E_NOMEM. */
+enum store_rc store_mailbox_push(struct store *st, struct store_session *s, struct store_payload *p);
+
+/* Acknowledges and removes every message with seq <= after. */
+void store_mailbox_ack(struct store *st, struct store_session *s, uint64_t after);
+
+/* Messages in all mailboxes. */
+size_t store_queued_count(const struct store *st);
+
+/* Parks w as s's pending receive until a message arrives (FIRED), the
+ * deadline (TIMEOUT), a newer receive (the older gets REPLACED), or the end
+ * of s (GONE). While parked, s does not expire; when it ends, however it
+ * ends, s's countdown starts again from the latest time the store was given
+ * (store_tick keeps that current). STORE_OK, STORE_E_LIMIT (max_waiters),
+ * STORE_E_NOMEM. */
+enum store_rc store_receive_wait(struct store *st, struct store_session *s, uint64_t deadline,
+				 struct store_waiter *w);
+
 /* --- waiters and time --- */
 
 /* Parks w until key is registered (wake FIRED) or until deadline (wake
@@ -260,10 +321,10 @@ size_t store_tick(struct store *st, uint64_t now, size_t budget);
 /* The earliest deadline in the store, or UINT64_MAX when none. */
 uint64_t store_next_deadline(const struct store *st);
 
-/* Wakes every parked waiter with STORE_WAKE_SHUTDOWN. */
+/* Wakes every parked waiter (awaits and receives) with STORE_WAKE_SHUTDOWN. */
 void store_wake_all(struct store *st);
 
-/* Number of parked waiters. */
+/* Number of parked waiters of every kind. */
 size_t store_waiter_count(const struct store *st);
 
 #endif

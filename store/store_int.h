@@ -7,6 +7,7 @@
 #include "store.h"
 
 enum { TK_LEASE = 1, TK_WAITER = 2 };
+enum { WK_AWAIT = 1, WK_RECEIVE = 2 }; /* store_waiter.kind; 0 when not parked */
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
@@ -33,12 +34,28 @@ struct store {
 	struct store_multi props, groups;
 	struct timer_heap timers;
 	size_t n_waiters;
+	struct store_waiter *waiters; /* every parked waiter, any kind */
+	uint64_t now;     /* the latest time the store was given */
+	size_t queued;    /* messages in all mailboxes */
 	uint64_t rng;     /* xorshift state for random picks (not for secrets) */
 	uint64_t hk0, hk1; /* SipHash key of rendezvous picks */
 };
 
 /* One change applied: the index moves by one. */
 void store_emit(struct store *st);
+
+/* The latest time seen moves forward to now (never back). */
+void store_clock(struct store *st, uint64_t now);
+
+/* Waiters of any kind: park with a deadline (STORE_OK, STORE_E_LIMIT past
+ * max_waiters, STORE_E_NOMEM), and detach-then-wake. */
+enum store_rc store_waiter_park(struct store *st, struct store_waiter *w, int kind, uint64_t deadline);
+void store_waiter_wake(struct store *st, struct store_waiter *w, enum store_wake why);
+
+/* mailbox.c: a receive waiter was detached (its lease countdown restarts);
+ * a session's messages are dropped. */
+void store_receive_detached(struct store *st, struct store_waiter *w);
+void store_mailbox_clear(struct store *st, struct store_session *s);
 
 /* multi.c: set up and tear down the props and groups tables; release all
  * that a session holds in them, emitting one event per entry. */
