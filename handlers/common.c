@@ -78,14 +78,25 @@ bool query_uint(struct http_request *req, struct http_reply *rep, const char *na
 	return true;
 }
 
-bool query_limit(struct http_request *req, struct http_reply *rep, size_t *out)
+/* A count parameter: default 100; 0 or over 1000 means 1000. */
+static bool query_count(struct http_request *req, struct http_reply *rep, const char *name, size_t *out)
 {
 	uint64_t v;
 
-	if (!query_uint(req, rep, "limit", LIST_LIMIT_DEFAULT, &v))
+	if (!query_uint(req, rep, name, LIST_LIMIT_DEFAULT, &v))
 		return false;
 	*out = (v == 0 || v > LIST_LIMIT_MAX) ? LIST_LIMIT_MAX : (size_t)v;
 	return true;
+}
+
+bool query_limit(struct http_request *req, struct http_reply *rep, size_t *out)
+{
+	return query_count(req, rep, "limit", out);
+}
+
+bool query_max(struct http_request *req, struct http_reply *rep, size_t *out)
+{
+	return query_count(req, rep, "max", out);
 }
 
 bool query_wait(struct http_request *req, struct http_reply *rep, unsigned *out)

@@ -32,6 +32,10 @@ void groups_get(struct http_request *req, struct http_reply *rep);
 void groups_delete(struct http_request *req, struct http_reply *rep);
 void groups_list(struct http_request *req, struct http_reply *rep);
 
+/* messages.c */
+void messages_send(struct http_request *req, struct http_reply *rep);
+void messages_receive(struct http_request *req, struct http_reply *rep);
+
 /* ops.c */
 void ops_healthz(struct http_request *req, struct http_reply *rep);
 
@@ -58,6 +62,9 @@ bool query_uint(struct http_request *req, struct http_reply *rep, const char *na
 
 /* limit: default 100; 0 or over 1000 means 1000. */
 bool query_limit(struct http_request *req, struct http_reply *rep, size_t *out);
+
+/* max: default 100; 0 or over 1000 means 1000. */
+bool query_max(struct http_request *req, struct http_reply *rep, size_t *out);
 
 /* wait: seconds, 0 to 300, default 0. */
 bool query_wait(struct http_request *req, struct http_reply *rep, unsigned *out);

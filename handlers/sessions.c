@@ -30,31 +30,16 @@ static cJSON *session_summary(const struct store_session *s, uint64_t now)
 	    cJSON_AddNumberToObject(o, "names", (double)s->n_names) &&
 	    cJSON_AddNumberToObject(o, "props", (double)s->n_props) &&
 	    cJSON_AddNumberToObject(o, "groups", (double)s->n_groups) &&
-	    cJSON_AddNumberToObject(o, "queued", 0))
+	    cJSON_AddNumberToObject(o, "queued", (double)s->queued))
 		return o;
 	cJSON_Delete(o);
 	return NULL;
 }
 
-/* True when the raw JSON string m holds "\u0000", which a C string would
- * cut short without a word. */
-static bool has_escaped_nul(const struct json_member *m)
-{
-	size_t i;
-
-	for (i = 0; i + 6 <= m->vlen; i++) {
-		if (m->value[i] != '\\')
-			continue;
-		if (m->value[i + 1] == 'u' && !memcmp(m->value + i + 2, "0000", 4))
-			return true;
-		i++; /* skip the escaped character, so "\\u0000" is not taken for one */
-	}
-	return false;
-}
-
 void sessions_create(struct http_request *req, struct http_reply *rep)
 {
 	struct json_body b;
+	const struct json_member *lm;
 	const cJSON *label;
 	struct store_session *s;
 	enum store_rc rc;
@@ -64,9 +49,10 @@ void sessions_create(struct http_request *req, struct http_reply *rep)
 	if (!need_body(req, rep, &b) || !body_ttl(req, rep, &b, &ttl))
 		goto out;
 	label = json_body_get(&b, "label");
-	if (json_body_member(&b, "label") && !cJSON_IsNull(label) &&
+	lm = json_body_member(&b, "label");
+	if (lm && !cJSON_IsNull(label) &&
 	    (!cJSON_IsString(label) || strlen(label->valuestring) > STORE_LABEL_MAX ||
-	     has_escaped_nul(json_body_member(&b, "label")))) {
+	     json_has_escaped_nul(lm->value, lm->vlen))) {
 		reply_error(rep, ERR_BAD_REQUEST, "label must be a string of at most 256 bytes, without U+0000.");
 		goto out;
 	}

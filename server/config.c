@@ -19,6 +19,8 @@ void config_defaults(struct config *c)
 	c->max_value = 64 * 1024;
 	c->max_sessions = 1000000;
 	c->max_keys_per_session = 10000;
+	c->max_queue = 10000;
+	c->max_waiters = 50000;
 	c->max_connections = 10000;
 }
 
@@ -32,6 +34,8 @@ static const char usage[] =
 	"  --max-sessions N       most live sessions (default 1000000)\n"
 	"  --max-keys-per-session N  most names, properties and group memberships\n"
 	"                         one session may hold (default 10000)\n"
+	"  --max-queue N          most messages waiting in one mailbox (default 10000)\n"
+	"  --max-waiters N        most pending long-polls, server-wide (default 50000)\n"
 	"  --max-connections N    most open client connections (default 10000)\n"
 	"  --help                 this text\n"
 	"  --version              the version\n";
@@ -116,6 +120,12 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 		} else if (!strcmp(flag, "--max-keys-per-session")) {
 			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
 			c->max_keys_per_session = (size_t)v;
+		} else if (!strcmp(flag, "--max-queue")) {
+			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
+			c->max_queue = (size_t)v;
+		} else if (!strcmp(flag, "--max-waiters")) {
+			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
+			c->max_waiters = (size_t)v;
 		} else if (!strcmp(flag, "--max-connections")) {
 			bad = parse_num(val, 1, 1000000, &v);
 			c->max_connections = (size_t)v;

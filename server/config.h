@@ -16,6 +16,8 @@ struct config {
 	size_t max_value;     /* bytes of a serialized value */
 	size_t max_sessions;
 	size_t max_keys_per_session; /* names + props + group memberships per session */
+	size_t max_queue;   /* messages per mailbox */
+	size_t max_waiters; /* pending long-polls, server-wide */
 	size_t max_connections;
 };
 

@@ -350,3 +350,17 @@ void json_body_free(struct json_body *b)
 	free(b->m);
 	memset(b, 0, sizeof(*b));
 }
+
+bool json_has_escaped_nul(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 6 <= n; i++) {
+		if (s[i] != '\\')
+			continue;
+		if (s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4))
+			return true;
+		i++; /* skip the escaped character: an escaped backslash before "u0000" is text */
+	}
+	return false;
+}

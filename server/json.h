@@ -45,4 +45,8 @@ const cJSON *json_body_get(const struct json_body *b, const char *name);
 
 void json_body_free(struct json_body *b);
 
+/* True when the JSON text s[0..n) holds the escape \u0000, which a C string
+ * decoded from it would silently end at. */
+bool json_has_escaped_nul(const char *s, size_t n);
+
 #endif

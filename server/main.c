@@ -26,6 +26,8 @@ int main(int argc, char **argv)
 	sc.max_ttl = cfg.max_ttl;
 	sc.max_sessions = cfg.max_sessions;
 	sc.max_keys_per_session = cfg.max_keys_per_session;
+	sc.max_queue = cfg.max_queue;
+	sc.max_waiters = cfg.max_waiters;
 	sc.random = daemon_random;
 	app.cfg = &cfg;
 	app.store = store_new(&sc);

@@ -23,6 +23,7 @@ static const struct {
 	[ERR_METHOD_NOT_ALLOWED] = { 405, "method_not_allowed", "This path does not take that method." },
 	[ERR_NAME_TAKEN] = { 409, "name_taken", "Another session holds this name." },
 	[ERR_PAYLOAD_TOO_LARGE] = { 413, "payload_too_large", "The body or the value is over its limit." },
+	[ERR_MAILBOX_FULL] = { 429, "mailbox_full", "The receiver's mailbox is full; nothing was delivered." },
 	[ERR_LIMIT_REACHED] = { 503, "limit_reached", "A server limit was reached; try again later." },
 	[ERR_NO_MEMORY] = { 503, "limit_reached", "The server is out of memory; nothing was changed." },
 	[ERR_SHUTTING_DOWN] = { 503, "shutting_down", "The server is shutting down." },
@@ -40,6 +41,7 @@ static const enum api_error store_errors[STORE_RC_COUNT] = {
 	[STORE_E_NOT_OWNER] = ERR_NOT_OWNER,
 	[STORE_E_NOT_HELD] = ERR_NOT_HELD,
 	[STORE_E_GROUP_EMPTY] = ERR_GROUP_EMPTY,
+	[STORE_E_MAILBOX_FULL] = ERR_MAILBOX_FULL,
 };
 
 enum api_error reply_error_of(enum store_rc rc)

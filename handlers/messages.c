@@ -1,0 +1,299 @@
+/* messages: send-to-name (gproc's send) and the long-poll receive of a
+ * session's mailbox. A target is a name, a session, every holder of a
+ * property, every member of a group, or one picked member. */
+#include "handlers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../server/reply.h"
+#include "../server/uri.h"
+
+enum target_kind { T_NAME, T_SESSION, T_PROP, T_GROUP };
+
+struct target {
+	enum target_kind kind;
+	const char *key; /* decoded, NUL-terminated (points into the parsed body) */
+	size_t klen;
+	bool pick;
+	enum store_pick how;
+	const char *hash_key;
+	size_t hklen;
+};
+
+/* A string member of the target object, checked as a key: 400 invalid_key. */
+static bool target_key(const cJSON *v, struct http_reply *rep, const char **key, size_t *klen)
+{
+	size_t n;
+
+	if (!cJSON_IsString(v)) {
+		reply_error(rep, ERR_BAD_REQUEST, "The target's key must be a string.");
+		return false;
+	}
+	n = strlen(v->valuestring);
+	if (n < 1 || n > STORE_KEY_MAX || !uri_text_ok(v->valuestring, n)) {
+		reply_error(rep, ERR_INVALID_KEY, NULL);
+		return false;
+	}
+	*key = v->valuestring;
+	*klen = n;
+	return true;
+}
+
+/* Reads "to": exactly one of name, session, prop, group (with an optional
+ * pick and hash_key for a group). 400 bad_request or invalid_key. */
+static bool parse_target(const struct json_body *b, struct http_reply *rep, struct target *t)
+{
+	static const char *const kinds[] = { "name", "session", "prop", "group" };
+	const struct json_member *raw = json_body_member(b, "to");
+	const cJSON *to = json_body_get(b, "to"), *v = NULL, *pick, *hk;
+	int i, found = 0;
+
+	memset(t, 0, sizeof(*t));
+	if (!cJSON_IsObject(to)) {
+		reply_error(rep, ERR_BAD_REQUEST, "to must be an object: {\"name\"}, {\"session\"}, {\"prop\"} or {\"group\"}.");
+		return false;
+	}
+	for (i = 0; i < 4; i++) {
+		const cJSON *x = cJSON_GetObjectItemCaseSensitive(to, kinds[i]);
+		if (x) {
+			found++;
+			t->kind = (enum target_kind)i;
+			v = x;
+		}
+	}
+	if (found != 1) {
+		reply_error(rep, ERR_BAD_REQUEST, "to must name exactly one of name, session, prop or group.");
+		return false;
+	}
+	if (json_has_escaped_nul(raw->value, raw->vlen)) {
+		reply_error(rep, ERR_INVALID_KEY, NULL);
+		return false;
+	}
+	if (!target_key(v, rep, &t->key, &t->klen))
+		return false;
+	pick = cJSON_GetObjectItemCaseSensitive(to, "pick");
+	hk = cJSON_GetObjectItemCaseSensitive(to, "hash_key");
+	if (!pick && !hk)
+		return true;
+	if (t->kind != T_GROUP || !cJSON_IsString(pick)) {
+		reply_error(rep, ERR_BAD_REQUEST, "pick is a string, and only for a group target.");
+		return false;
+	}
+	t->pick = true;
+	if (!strcmp(pick->valuestring, "random")) {
+		t->how = STORE_PICK_RANDOM;
+	} else if (!strcmp(pick->valuestring, "round_robin")) {
+		t->how = STORE_PICK_ROUND_ROBIN;
+	} else if (!strcmp(pick->valuestring, "hash")) {
+		t->how = STORE_PICK_HASH;
+		if (!cJSON_IsString(hk)) {
+			reply_error(rep, ERR_BAD_REQUEST, "pick hash needs a string hash_key.");
+			return false;
+		}
+		t->hash_key = hk->valuestring;
+		t->hklen = strlen(hk->valuestring);
+	} else {
+		reply_error(rep, ERR_BAD_REQUEST, "pick must be random, round_robin or hash.");
+		return false;
+	}
+	return true;
+}
+
+/* Delivers p to every entry of k: counts deliveries, lists full mailboxes.
+ * false when memory ran out (answered). */
+static bool broadcast(struct http_request *req, struct http_reply *rep, struct store_key *k,
+		      struct store_payload *p, size_t *delivered, cJSON *full)
+{
+	struct store_entry *e;
+
+	for (e = k ? k->head : NULL; e; e = e->k_next) {
+		enum store_rc rc = store_mailbox_push(req->app->store, e->session, p);
+		if (rc == STORE_OK) {
+			(*delivered)++;
+		} else if (rc == STORE_E_MAILBOX_FULL) {
+			cJSON *id = cJSON_CreateString(e->session->id);
+			if (!id || !cJSON_AddItemToArray(full, id)) {
+				cJSON_Delete(id);
+				reply_store_error(rep, STORE_E_NOMEM);
+				return false;
+			}
+		} else {
+			reply_store_error(rep, rc);
+			return false;
+		}
+	}
+	return true;
+}
+
+void messages_send(struct http_request *req, struct http_reply *rep)
+{
+	struct store *st = req->app->store;
+	struct json_body b = { 0 };
+	const struct json_member *body;
+	struct store_session *to = NULL;
+	struct store_payload *p = NULL;
+	struct store_entry *e;
+	struct store_name *n;
+	struct target t;
+	enum store_rc rc;
+	size_t delivered = 0;
+	cJSON *o = NULL, *full = NULL;
+
+	if (req->token && !req->caller) {
+		reply_error(rep, ERR_BAD_TOKEN, NULL);
+		return;
+	}
+	if (!need_body(req, rep, &b) || !parse_target(&b, rep, &t))
+		goto out;
+	body = json_body_member(&b, "body");
+	if (body && body->vlen > req->app->cfg->max_value) {
+		reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-value bytes.");
+		goto out;
+	}
+	/* One receiver, found first, so that a missing one is a 404. */
+	switch (t.kind) {
+	case T_NAME:
+		n = store_name_get(st, t.key, t.klen);
+		if (!n) {
+			reply_error(rep, ERR_NAME_NOT_FOUND, NULL);
+			goto out;
+		}
+		to = n->owner;
+		break;
+	case T_SESSION:
+		to = store_session_find(st, req->now, t.key, t.klen);
+		if (!to) {
+			reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
+			goto out;
+		}
+		break;
+	case T_GROUP:
+		if (!t.pick)
+			break;
+		rc = store_group_pick(st, t.key, t.klen, t.how, t.hash_key, t.hklen, &e);
+		if (rc != STORE_OK) {
+			reply_store_error(rep, rc);
+			goto out;
+		}
+		to = e->session;
+		break;
+	case T_PROP:
+		break;
+	}
+	p = store_payload_new(req->caller ? req->caller->id : NULL, json_body_member(&b, "to")->value,
+			      json_body_member(&b, "to")->vlen, body ? body->value : "null", body ? body->vlen : 4);
+	o = cJSON_CreateObject();
+	if (!p || !o) {
+		reply_store_error(rep, STORE_E_NOMEM);
+		goto out;
+	}
+	if (to) {
+		rc = store_mailbox_push(st, to, p);
+		if (rc != STORE_OK) {
+			reply_store_error(rep, rc);
+			goto out;
+		}
+		delivered = 1;
+	} else {
+		full = cJSON_CreateArray();
+		if (!full) {
+			reply_store_error(rep, STORE_E_NOMEM);
+			goto out;
+		}
+		if (!broadcast(req, rep, t.kind == T_PROP ? store_prop_get(st, t.key, t.klen)
+							  : store_group_get(st, t.key, t.klen),
+			       p, &delivered, full))
+			goto out;
+	}
+	if (!cJSON_AddNumberToObject(o, "delivered", (double)delivered) ||
+	    (full && !cJSON_AddItemToObject(o, "full", full))) {
+		reply_store_error(rep, STORE_E_NOMEM);
+		goto out;
+	}
+	full = NULL; /* o owns it now */
+	reply_json(rep, 202, o);
+	o = NULL;
+out:
+	cJSON_Delete(full);
+	cJSON_Delete(o);
+	store_payload_unref(p);
+	json_body_free(&b);
+}
+
+/* {"seq", "from", "to", "body"} of a message. */
+static cJSON *message_json(const struct store_msg *m)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (o && cJSON_AddNumberToObject(o, "seq", (double)m->seq) &&
+	    (m->p->from[0] ? cJSON_AddStringToObject(o, "from", m->p->from) : cJSON_AddNullToObject(o, "from")) &&
+	    cJSON_AddRawToObject(o, "to", m->p->to) && cJSON_AddRawToObject(o, "body", m->p->body))
+		return o;
+	cJSON_Delete(o);
+	return NULL;
+}
+
+/* {"messages": [up to max after the acknowledged ones], "last_seq"}. */
+static void reply_messages(struct http_reply *rep, const struct store_session *s, size_t max)
+{
+	cJSON *o = cJSON_CreateObject(), *arr = o ? cJSON_AddArrayToObject(o, "messages") : NULL;
+	const struct store_msg *m;
+	size_t n = 0;
+
+	for (m = s->mq_head; arr && m && n < max; m = m->next, n++) {
+		cJSON *x = message_json(m);
+		if (!x || !cJSON_AddItemToArray(arr, x)) {
+			cJSON_Delete(x);
+			arr = NULL;
+		}
+	}
+	if (!arr || !cJSON_AddNumberToObject(o, "last_seq", (double)s->last_seq)) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	reply_json(rep, 200, o);
+}
+
+void messages_receive(struct http_request *req, struct http_reply *rep)
+{
+	struct store_session *s;
+	uint64_t after, deadline;
+	unsigned wait;
+	size_t max;
+	enum store_rc rc;
+
+	/* A session that ended while this receive waited is a 404 here. */
+	if (!need_own_session(req, rep, &s) || !query_uint(req, rep, "after", 0, &after) ||
+	    !query_wait(req, rep, &wait) || !query_max(req, rep, &max))
+		return;
+	store_mailbox_ack(req->app->store, s, after);
+	switch (req->wake) {
+	case STORE_WAKE_SHUTDOWN:
+		reply_error(rep, ERR_SHUTTING_DOWN, NULL);
+		return;
+	case STORE_WAKE_REPLACED: /* a newer receive took over: this one ends empty */
+		max = 0;
+		break;
+	case STORE_WAKE_TIMEOUT:
+		break;
+	case STORE_WAKE_FIRED:
+	case STORE_WAKE_GONE:
+	default:
+		if (s->mq_head || wait == 0)
+			break;
+		/* Nothing yet: wait, or after a wake-up whose message another
+		 * receive already acknowledged, wait out the rest. */
+		deadline = req->wake ? req->waiter.timer.deadline : req->now + (uint64_t)wait * 1000;
+		if (deadline <= req->now)
+			break;
+		rc = store_receive_wait(req->app->store, s, deadline, &req->waiter);
+		if (rc != STORE_OK) {
+			reply_store_error(rep, rc);
+			return;
+		}
+		rep->suspend = true;
+		return;
+	}
+	reply_messages(rep, s, max);
+}
