@@ -36,6 +36,9 @@ void groups_list(struct http_request *req, struct http_reply *rep);
 void messages_send(struct http_request *req, struct http_reply *rep);
 void messages_receive(struct http_request *req, struct http_reply *rep);
 
+/* events.c */
+void events_get(struct http_request *req, struct http_reply *rep);
+
 /* ops.c */
 void ops_healthz(struct http_request *req, struct http_reply *rep);
 

@@ -21,6 +21,7 @@ void config_defaults(struct config *c)
 	c->max_keys_per_session = 10000;
 	c->max_queue = 10000;
 	c->max_waiters = 50000;
+	c->event_buffer = 65536;
 	c->max_connections = 10000;
 }
 
@@ -36,6 +37,7 @@ static const char usage[] =
 	"                         one session may hold (default 10000)\n"
 	"  --max-queue N          most messages waiting in one mailbox (default 10000)\n"
 	"  --max-waiters N        most pending long-polls, server-wide (default 50000)\n"
+	"  --event-buffer N       recent events kept for watchers to resume from (default 65536)\n"
 	"  --max-connections N    most open client connections (default 10000)\n"
 	"  --help                 this text\n"
 	"  --version              the version\n";
@@ -126,6 +128,9 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 		} else if (!strcmp(flag, "--max-waiters")) {
 			bad = parse_num(val, 1, SIZE_MAX / 4, &v);
 			c->max_waiters = (size_t)v;
+		} else if (!strcmp(flag, "--event-buffer")) {
+			bad = parse_num(val, 1, 1u << 26, &v);
+			c->event_buffer = (size_t)v;
 		} else if (!strcmp(flag, "--max-connections")) {
 			bad = parse_num(val, 1, 1000000, &v);
 			c->max_connections = (size_t)v;

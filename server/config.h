@@ -18,6 +18,7 @@ struct config {
 	size_t max_keys_per_session; /* names + props + group memberships per session */
 	size_t max_queue;   /* messages per mailbox */
 	size_t max_waiters; /* pending long-polls, server-wide */
+	size_t event_buffer; /* events kept for watchers that resume */
 	size_t max_connections;
 };
 

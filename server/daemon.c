@@ -34,6 +34,7 @@
 #define BODY_SLACK (1024 * 1024)
 #define EXPIRY_BUDGET 1000 /* expiries and deadlines run per loop turn */
 #define SHUTDOWN_GRACE_MS 1000
+#define STREAM_BLOCK (16 * 1024) /* bytes asked of a streamed answer at a time */
 
 enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ };
 
@@ -188,6 +189,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	store_waiter_cancel(l->app->store, &r->req.waiter);
+	if (r->req.stream)
+		r->req.stream->free(&r->req);
 	unwatch(r);
 	if (r->suspended)
 		l->suspended--;
@@ -198,13 +201,38 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
+/* MHD asks a streamed answer for more. Nothing ready: suspend until the
+ * stream's waiter wakes (MHD calls again after the resume). */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct conn_req *r = cls;
+	bool wait = false;
+	size_t n;
+
+	(void)pos;
+	if (r->client_gone || !r->req.stream)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	r->req.now = daemon_now_ms();
+	n = r->req.stream->read(&r->req, buf, max, &wait);
+	r->req.wake = 0;
+	if (n)
+		return (ssize_t)n;
+	if (!wait)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	suspend(r);
+	return 0;
+}
+
 static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	char idx[24];
 
-	if (rep->body) {
+	if (rep->stream) {
+		r->req.stream = rep->stream; /* on_completed frees its state */
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r, NULL);
+	} else if (rep->body) {
 		resp = MHD_create_response_from_buffer(rep->body_len, rep->body, MHD_RESPMEM_MUST_FREE);
 		if (resp)
 			rep->body = NULL; /* MHD frees it now */
@@ -230,6 +258,8 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 	}
 	if (rep->allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
+	if (rep->cache_control)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, rep->cache_control);
 	if (rep->close || r->loop->app->shutting_down)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
@@ -283,6 +313,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->started = true;
 		r->req.method = router_method(method);
 		r->req.token = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Session-Token");
+		r->req.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+		r->req.last_event_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
 		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)
 			return send_error(r, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-body bytes.", true);
 		return MHD_YES;

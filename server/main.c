@@ -28,6 +28,7 @@ int main(int argc, char **argv)
 	sc.max_keys_per_session = cfg.max_keys_per_session;
 	sc.max_queue = cfg.max_queue;
 	sc.max_waiters = cfg.max_waiters;
+	sc.event_buffer = cfg.event_buffer;
 	sc.random = daemon_random;
 	app.cfg = &cfg;
 	app.store = store_new(&sc);

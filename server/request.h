@@ -29,6 +29,8 @@ struct http_request {
 	const char *param;  /* raw path part matched by the route's {id} or {key} */
 	size_t param_len;
 	const char *token;  /* X-Session-Token, or NULL */
+	const char *accept; /* Accept, or NULL */
+	const char *last_event_id; /* Last-Event-ID, or NULL */
 	const char *body;   /* the whole body (at most --max-body bytes) */
 	size_t body_len;
 	uint64_t now;       /* ms, monotonic */
@@ -38,8 +40,25 @@ struct http_request {
 	/* parked in the store while the request is suspended; its wake
 	 * callback is set by whoever owns the request */
 	struct store_waiter waiter;
+	/* a handler's own number, kept across a suspend (0 at first) */
+	uint64_t saved;
 	/* set by the dispatcher: the live session the token belongs to */
 	struct store_session *caller;
+	/* a streamed answer's state, owned by the stream (see http_stream) */
+	const struct http_stream *stream;
+	void *stream_state;
+};
+
+/* A streamed answer (the event stream). A handler that sets rep->stream
+ * (with req->stream_state its own) gets read() called whenever the client
+ * can take more, and free() once when the request ends, however it ends. */
+struct http_stream {
+	/* Writes up to max bytes into buf and returns how many. Returns 0 with
+	 * *wait set when nothing is ready: read() has parked req->waiter, and
+	 * the connection sleeps until it wakes (req->wake says why). Returns 0
+	 * without *wait to end the stream. */
+	size_t (*read)(struct http_request *req, char *buf, size_t max, bool *wait);
+	void (*free)(struct http_request *req);
 };
 
 struct http_reply {
@@ -48,9 +67,11 @@ struct http_reply {
 	size_t body_len;
 	const char *content_type; /* static; NULL means JSON */
 	const char *allow;   /* static; the Allow header of a 405 */
+	const char *cache_control; /* static, or NULL for none */
 	bool with_index;     /* add X-Rollcall-Index */
 	uint64_t index;
 	bool suspend;        /* the handler parked req->waiter: suspend the connection */
+	const struct http_stream *stream; /* stream the body (status 200, content_type) */
 	bool close;          /* close the connection after answering */
 };
 

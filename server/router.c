@@ -22,6 +22,7 @@ static const struct route routes[] = {
 	{ "/v1/sessions/*/heartbeat", true, { [HTTP_POST] = sessions_heartbeat }, "POST" },
 	{ "/v1/sessions/*/messages", true, { [HTTP_GET] = messages_receive }, "GET, HEAD" },
 	{ "/v1/send", true, { [HTTP_POST] = messages_send }, "POST" },
+	{ "/v1/events", true, { [HTTP_GET] = events_get }, "GET, HEAD" },
 	{ "/v1/names", true, { [HTTP_GET] = names_list }, "GET, HEAD" },
 	{ "/v1/names/**", true, { [HTTP_GET] = names_get, [HTTP_PUT] = names_put, [HTTP_DELETE] = names_delete },
 	  "GET, HEAD, PUT, DELETE" },

@@ -149,7 +149,7 @@ static enum store_rc set(struct store *st, bool groups, struct store_session *s,
 		free(e->value);
 		e->value = v;
 		e->vlen = vlen;
-		store_emit(st); /* prop_set or group_joined, with the new value */
+		store_emit(st, groups ? STORE_EV_GROUP_JOINED : STORE_EV_PROP_SET, s, k->key, k->klen, v, vlen);
 		*out = e;
 		return STORE_OK;
 	}
@@ -203,7 +203,7 @@ static enum store_rc set(struct store *st, bool groups, struct store_session *s,
 	e->node.klen = sizeof(e->pair);
 	hmap_put(&m->pairs, &e->node);
 	m->entries++;
-	store_emit(st); /* prop_set or group_joined */
+	store_emit(st, groups ? STORE_EV_GROUP_JOINED : STORE_EV_PROP_SET, s, k->key, k->klen, v, vlen);
 	*out = e;
 	return STORE_CREATED;
 nomem:
@@ -249,9 +249,9 @@ static void remove_entry(struct store *st, bool groups, struct store_entry *e)
 	m->entries--;
 	free(e->value);
 	free(e);
+	store_emit(st, groups ? STORE_EV_GROUP_LEFT : STORE_EV_PROP_REMOVED, s, k->key, k->klen, NULL, 0);
 	if (k->n == 0)
 		drop_key(m, k);
-	store_emit(st); /* prop_removed or group_left */
 }
 
 static enum store_rc unset(struct store *st, bool groups, struct store_session *s, const char *key, size_t klen)

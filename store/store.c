@@ -48,7 +48,7 @@ struct store *store_new(const struct store_config *cfg)
 	    hmap_init(&st->awaits, rand64(st), rand64(st)) ||
 	    skiplist_init(&st->sessions_sorted, rand64(st) | 1) ||
 	    skiplist_init(&st->names_sorted, rand64(st) | 1) ||
-	    store_multi_init(st)) {
+	    store_multi_init(st) || store_events_init(st)) {
 		store_free(st);
 		return NULL;
 	}
@@ -100,6 +100,7 @@ void store_free(struct store *st)
 	hmap_destroy(&st->awaits);
 	skiplist_destroy(&st->sessions_sorted);
 	skiplist_destroy(&st->names_sorted);
+	store_events_free(st);
 	free(st);
 }
 
@@ -108,11 +109,6 @@ size_t store_session_count(const struct store *st) { return st->sessions_by_id.c
 size_t store_name_count(const struct store *st) { return st->names.count; }
 size_t store_waiter_count(const struct store *st) { return st->n_waiters; }
 
-/* One change applied: the index moves by one. The events ring will hang here. */
-void store_emit(struct store *st)
-{
-	st->index++;
-}
 
 /* --- sessions --- */
 
@@ -171,7 +167,7 @@ enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 	s->by_token.key = s->token;
 	s->by_token.klen = STORE_TOKEN_LEN;
 	hmap_put(&st->sessions_by_token, &s->by_token);
-	store_emit(st);
+	store_emit(st, STORE_EV_SESSION_CREATED, s, NULL, 0, NULL, 0);
 	*out = s;
 	return STORE_CREATED;
 nomem:
@@ -199,7 +195,7 @@ static void unlink_name(struct store *st, struct store_name *n)
 
 /* Releases everything s holds, emitting one event per entry and one for the
  * session, then frees it. Single-threaded, so no reader sees half of it. */
-static void release_session(struct store *st, struct store_session *s)
+static void release_session(struct store *st, struct store_session *s, bool expired)
 {
 	struct store_name *n;
 
@@ -209,14 +205,14 @@ static void release_session(struct store *st, struct store_session *s)
 	store_multi_release(st, s);
 	while ((n = s->names_head) != NULL) {
 		unlink_name(st, n);
+		store_emit(st, STORE_EV_NAME_UNREGISTERED, s, n->key, n->klen, NULL, 0);
 		free_name(n);
-		store_emit(st); /* name_unregistered */
 	}
 	timer_heap_remove(&st->timers, &s->lease);
 	hmap_remove(&st->sessions_by_id, &s->by_id);
 	hmap_remove(&st->sessions_by_token, &s->by_token);
 	skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
-	store_emit(st); /* session_expired or session_deleted */
+	store_emit(st, expired ? STORE_EV_SESSION_EXPIRED : STORE_EV_SESSION_DELETED, s, NULL, 0, NULL, 0);
 	free(s->label);
 	free(s);
 }
@@ -225,7 +221,7 @@ static struct store_session *live(struct store *st, uint64_t now, struct store_s
 {
 	/* A pending receive holds the lease: its countdown has not begun. */
 	if (s && !s->receiver && s->lease.deadline <= now) {
-		release_session(st, s);
+		release_session(st, s, true);
 		return NULL;
 	}
 	return s;
@@ -272,7 +268,7 @@ enum store_rc store_session_heartbeat(struct store *st, uint64_t now, struct sto
 
 void store_session_delete(struct store *st, struct store_session *s)
 {
-	release_session(st, s);
+	release_session(st, s, false);
 }
 
 uint64_t store_session_expires_in(const struct store_session *s, uint64_t now)
@@ -322,7 +318,7 @@ enum store_rc store_name_register(struct store *st, struct store_session *s,
 		free(n->value);
 		n->value = v;
 		n->vlen = vlen;
-		store_emit(st); /* name_updated */
+		store_emit(st, STORE_EV_NAME_UPDATED, s, n->key, n->klen, v, vlen);
 		return STORE_OK;
 	}
 	if (s->n_names + s->n_props + s->n_groups >= st->cfg.max_keys_per_session) {
@@ -355,7 +351,7 @@ enum store_rc store_name_register(struct store *st, struct store_session *s,
 		s->names_head = n;
 	s->names_tail = n;
 	s->n_names++;
-	store_emit(st); /* name_registered */
+	store_emit(st, STORE_EV_NAME_REGISTERED, s, n->key, klen, v, vlen);
 	*out = n;
 	wake_awaiters(st, key, klen);
 	return STORE_CREATED;
@@ -377,8 +373,8 @@ enum store_rc store_name_delete(struct store *st, struct store_session *s, const
 	if (n->owner != s)
 		return STORE_E_NOT_OWNER;
 	unlink_name(st, n);
+	store_emit(st, STORE_EV_NAME_UNREGISTERED, s, n->key, n->klen, NULL, 0);
 	free_name(n);
-	store_emit(st); /* name_unregistered */
 	return STORE_OK;
 }
 
@@ -435,6 +431,8 @@ static void detach_waiter(struct store *st, struct store_waiter *w)
 	st->n_waiters--;
 	if (w->kind == WK_RECEIVE) {
 		store_receive_detached(st, w);
+	} else if (w->kind == WK_EVENTS) {
+		store_event_unwatch(st, w);
 	} else if (al) {
 		if (w->prev)
 			w->prev->next = w->next;
@@ -532,7 +530,7 @@ size_t store_tick(struct store *st, uint64_t now, size_t budget)
 
 	while (done < budget && (t = timer_heap_peek(&st->timers)) && t->deadline <= now) {
 		if (t->kind == TK_LEASE) {
-			release_session(st, container_of(t, struct store_session, lease));
+			release_session(st, container_of(t, struct store_session, lease), true);
 		} else {
 			store_waiter_wake(st, container_of(t, struct store_waiter, timer), STORE_WAKE_TIMEOUT);
 		}

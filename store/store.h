@@ -108,6 +108,31 @@ struct store_entry {
 
 enum store_pick { STORE_PICK_RANDOM, STORE_PICK_ROUND_ROBIN, STORE_PICK_HASH };
 
+/* What a change was. */
+enum store_event_type {
+	STORE_EV_SESSION_CREATED,
+	STORE_EV_SESSION_EXPIRED,
+	STORE_EV_SESSION_DELETED,
+	STORE_EV_NAME_REGISTERED,
+	STORE_EV_NAME_UPDATED,
+	STORE_EV_NAME_UNREGISTERED,
+	STORE_EV_PROP_SET,
+	STORE_EV_PROP_REMOVED,
+	STORE_EV_GROUP_JOINED,
+	STORE_EV_GROUP_LEFT,
+};
+
+/* One change, as the event log keeps it. */
+struct store_event {
+	uint64_t index;
+	enum store_event_type type;
+	char session[STORE_ID_LEN + 1];
+	const char *key;   /* the name, property key or group; NULL for session events */
+	size_t klen;
+	const char *value; /* JSON text where one was set (registered, updated, set, joined); else NULL */
+	size_t vlen;
+};
+
 /* What a message carries, shared by every mailbox a broadcast reached. */
 struct store_payload {
 	size_t refs;
@@ -145,7 +170,9 @@ struct store_config {
 	size_t max_sessions;
 	size_t max_keys_per_session; /* names + properties + group memberships; 0: no limit */
 	size_t max_queue;   /* messages per mailbox; 0: no limit */
-	size_t max_waiters; /* parked waiters (awaits and receives); 0: no limit */
+	size_t max_waiters; /* parked waiters (awaits, receives, watchers); 0: no limit */
+	size_t event_buffer; /* events kept; 0: 65,536 */
+	size_t event_bytes;  /* bytes of events kept; 0: 64 MiB */
 	/* Fills buf with len random bytes (getrandom(2) in the server). */
 	void (*random)(void *ctx, void *buf, size_t len);
 	void *random_ctx;
@@ -161,7 +188,8 @@ struct store *store_new(const struct store_config *cfg);
 void store_free(struct store *st);
 
 /* The index of the last change applied: one per event (session created,
- * expired or deleted; name registered, updated or unregistered). */
+ * expired or deleted; name registered, updated or unregistered; property set
+ * or removed; group joined or left). */
 uint64_t store_index(const struct store *st);
 
 size_t store_session_count(const struct store *st);
@@ -300,6 +328,23 @@ size_t store_queued_count(const struct store *st);
  * STORE_E_NOMEM. */
 enum store_rc store_receive_wait(struct store *st, struct store_session *s, uint64_t deadline,
 				 struct store_waiter *w);
+
+/* --- the event log --- */
+
+/* The event with this index, or NULL when it is not kept (too old, or not
+ * yet). Valid until the next change. */
+const struct store_event *store_event_at(const struct store *st, uint64_t index);
+
+/* The oldest index kept; store_index() + 1 when none is. A client that has
+ * seen up to `after` has missed events when after + 1 < this. */
+uint64_t store_event_oldest(const struct store *st);
+
+/* Parks w until the next change (FIRED) or the deadline (TIMEOUT).
+ * STORE_OK, STORE_E_LIMIT, STORE_E_NOMEM. */
+enum store_rc store_event_watch(struct store *st, uint64_t deadline, struct store_waiter *w);
+
+/* "session_created", "name_registered", ... */
+const char *store_event_type_name(enum store_event_type t);
 
 /* --- waiters and time --- */
 

@@ -7,7 +7,7 @@
 #include "store.h"
 
 enum { TK_LEASE = 1, TK_WAITER = 2 };
-enum { WK_AWAIT = 1, WK_RECEIVE = 2 }; /* store_waiter.kind; 0 when not parked */
+enum { WK_AWAIT = 1, WK_RECEIVE = 2, WK_EVENTS = 3 }; /* store_waiter.kind; 0 when not parked */
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
@@ -37,12 +37,23 @@ struct store {
 	struct store_waiter *waiters; /* every parked waiter, any kind */
 	uint64_t now;     /* the latest time the store was given */
 	size_t queued;    /* messages in all mailboxes */
+	struct ring_event **ring; /* event_buffer slots; event i in slot i % event_buffer */
+	uint64_t oldest;  /* the oldest event kept */
+	size_t ring_bytes;
+	struct store_waiter *watchers; /* parked event watchers (prev/next links) */
 	uint64_t rng;     /* xorshift state for random picks (not for secrets) */
 	uint64_t hk0, hk1; /* SipHash key of rendezvous picks */
 };
 
-/* One change applied: the index moves by one. */
-void store_emit(struct store *st);
+/* events.c: one change applied: the index moves by one, the event is
+ * logged (key, value copied) and every watcher wakes. s is the session the
+ * change belongs to. */
+void store_emit(struct store *st, enum store_event_type type, const struct store_session *s,
+		const char *key, size_t klen, const char *value, size_t vlen);
+int store_events_init(struct store *st);
+void store_events_free(struct store *st);
+void store_event_unwatch(struct store *st, struct store_waiter *w);
+struct ring_event;
 
 /* The latest time seen moves forward to now (never back). */
 void store_clock(struct store *st, uint64_t now);
