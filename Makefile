@@ -6,7 +6,9 @@ CC      ?= cc
 SANITIZE ?=
 PKGS    := libmicrohttpd libcjson
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror $(SANITIZE) \
+# What every build needs, kept out of CFLAGS so that `make CFLAGS=...` (as
+# `make asan` does) cannot drop the warnings or the sanitizers.
+ALL_CFLAGS := $(CFLAGS) -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror $(SANITIZE) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -lcjson) -lm
 TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -24,14 +26,14 @@ all: $(BUILD)/rollcall
 
 $(BUILD)/obj/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/rollcall: $(BUILD)/obj/server/main.o $(LIB_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) $(TEST_LIBS)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) $(TEST_LIBS)
 
 deps:
 	@sh scripts/install-deps.sh

@@ -197,75 +197,80 @@ bool need_list(struct http_request *req, struct http_reply *rep, struct list_arg
 	       query_text(req, rep, "after", a->after, &a->alen, &a->has_after);
 }
 
-void reply_page(struct http_reply *rep, const char *field, cJSON *items, bool more, const char *last)
+void jw_page_open(struct jw *w, const char *field)
 {
-	cJSON *o = items ? cJSON_CreateObject() : NULL;
-
-	if (!o || !cJSON_AddItemToObject(o, field, items)) {
-		cJSON_Delete(o);
-		cJSON_Delete(items);
-		reply_json(rep, 200, NULL);
-		return;
-	}
-	if (!(more && last ? cJSON_AddStringToObject(o, "next", last) : cJSON_AddNullToObject(o, "next"))) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	jw_lit(w, "{\"");
+	jw_lit(w, field);
+	jw_lit(w, "\":[");
 }
 
-cJSON *entry_json(const struct store_entry *e)
+void jw_page_close(struct jw *w, bool more, const char *last, size_t lastlen)
 {
-	cJSON *o = cJSON_CreateObject();
-
-	if (o && cJSON_AddStringToObject(o, "session", e->session->id) &&
-	    cJSON_AddRawToObject(o, "value", e->value))
-		return o;
-	cJSON_Delete(o);
-	return NULL;
+	jw_lit(w, "],\"next\":");
+	if (more && last)
+		jw_str(w, last, lastlen);
+	else
+		jw_lit(w, "null");
+	jw_lit(w, "}");
 }
 
-cJSON *entry_put_json(const struct store_entry *e, const char *keyfield)
+void jw_field(struct jw *w, const char *name, const char *s, size_t n)
 {
-	cJSON *o = cJSON_CreateObject();
-
-	if (o && cJSON_AddStringToObject(o, keyfield, e->key->key) &&
-	    cJSON_AddStringToObject(o, "session", e->session->id) &&
-	    cJSON_AddRawToObject(o, "value", e->value))
-		return o;
-	cJSON_Delete(o);
-	return NULL;
+	jw_lit(w, "\"");
+	jw_lit(w, name);
+	jw_lit(w, "\":");
+	jw_str(w, s, n);
 }
 
-cJSON *entries_json(const struct store_key *k)
+void jw_entry(struct jw *w, const struct store_entry *e)
 {
-	cJSON *arr = cJSON_CreateArray();
+	jw_lit(w, "{");
+	jw_field(w, "session", e->session->id, STORE_ID_LEN);
+	jw_lit(w, ",\"value\":");
+	jw_raw(w, e->value, e->vlen);
+	jw_lit(w, "}");
+}
+
+void jw_entry_put(struct jw *w, const struct store_entry *e, const char *keyfield)
+{
+	jw_lit(w, "{");
+	jw_field(w, keyfield, e->key->key, e->key->klen);
+	jw_lit(w, ",");
+	jw_field(w, "session", e->session->id, STORE_ID_LEN);
+	jw_lit(w, ",\"value\":");
+	jw_raw(w, e->value, e->vlen);
+	jw_lit(w, "}");
+}
+
+void jw_entries(struct jw *w, const struct store_key *k)
+{
 	const struct store_entry *e;
 
-	for (e = k ? k->head : NULL; arr && e; e = e->k_next) {
-		cJSON *x = entry_json(e);
-		if (!x || !cJSON_AddItemToArray(arr, x)) {
-			cJSON_Delete(x);
-			cJSON_Delete(arr);
-			arr = NULL;
-		}
+	jw_lit(w, "[");
+	for (e = k ? k->head : NULL; e; e = e->k_next) {
+		if (e != k->head)
+			jw_lit(w, ",");
+		jw_entry(w, e);
 	}
-	return arr;
+	jw_lit(w, "]");
 }
 
-cJSON *keys_json(struct store_key *const *page, size_t n, const char *keyfield, const char *countfield)
+void reply_keys(struct http_reply *rep, const char *field, struct store_key *const *page, size_t n, bool more,
+		const char *keyfield, const char *countfield)
 {
-	cJSON *arr = cJSON_CreateArray();
+	struct jw w = { 0 };
 	size_t i;
 
-	for (i = 0; arr && i < n; i++) {
-		cJSON *x = cJSON_CreateObject();
-		if (!x || !cJSON_AddStringToObject(x, keyfield, page[i]->key) ||
-		    !cJSON_AddNumberToObject(x, countfield, (double)page[i]->n) || !cJSON_AddItemToArray(arr, x)) {
-			cJSON_Delete(x);
-			cJSON_Delete(arr);
-			arr = NULL;
-		}
+	jw_page_open(&w, field);
+	for (i = 0; i < n; i++) {
+		jw_lit(&w, i ? ",{" : "{");
+		jw_field(&w, keyfield, page[i]->key, page[i]->klen);
+		jw_lit(&w, ",\"");
+		jw_lit(&w, countfield);
+		jw_lit(&w, "\":");
+		jw_u64(&w, page[i]->n);
+		jw_lit(&w, "}");
 	}
-	return arr;
+	jw_page_close(&w, more, n ? page[n - 1]->key : NULL, n ? page[n - 1]->klen : 0);
+	reply_jw(rep, 200, &w);
 }

@@ -15,10 +15,13 @@ void groups_put(struct http_request *req, struct http_reply *rep)
 	if (!need_put(req, rep, &a))
 		goto out;
 	rc = store_group_join(req->app->store, req->caller, a.key, a.klen, a.value, a.vlen, &e);
-	if (rc == STORE_OK || rc == STORE_CREATED)
-		reply_json(rep, rc == STORE_CREATED ? 201 : 200, entry_put_json(e, "group"));
-	else
+	if (rc == STORE_OK || rc == STORE_CREATED) {
+		struct jw w = { 0 };
+		jw_entry_put(&w, e, "group");
+		reply_jw(rep, rc == STORE_CREATED ? 201 : 200, &w);
+	} else {
 		reply_store_error(rep, rc);
+	}
 out:
 	json_body_free(&a.body);
 }
@@ -58,34 +61,31 @@ void groups_get(struct http_request *req, struct http_reply *rep)
 	char group[STORE_KEY_MAX + 1], hk[STORE_KEY_MAX + 1];
 	size_t glen, hklen = 0;
 	enum store_pick how = STORE_PICK_RANDOM;
-	struct store_entry *e;
-	struct store_key *k;
+	struct store_entry *e = NULL;
+	struct jw w = { 0 };
 	enum store_rc rc;
 	bool pick;
-	cJSON *o, *m;
 
 	if (!need_key(req, rep, group, &glen) || !query_pick(req, rep, &pick, &how, hk, &hklen))
 		return;
-	o = cJSON_CreateObject();
 	if (pick) {
 		rc = store_group_pick(req->app->store, group, glen, how, hk, hklen, &e);
 		if (rc != STORE_OK) {
-			cJSON_Delete(o);
 			reply_store_error(rep, rc);
 			return;
 		}
-		m = entry_json(e);
+	}
+	jw_lit(&w, "{");
+	jw_field(&w, "group", group, glen);
+	if (pick) {
+		jw_lit(&w, ",\"member\":");
+		jw_entry(&w, e);
 	} else {
-		k = store_group_get(req->app->store, group, glen);
-		m = entries_json(k);
+		jw_lit(&w, ",\"members\":");
+		jw_entries(&w, store_group_get(req->app->store, group, glen));
 	}
-	if (!o || !m || !cJSON_AddStringToObject(o, "group", group) ||
-	    !cJSON_AddItemToObject(o, pick ? "member" : "members", m)) {
-		cJSON_Delete(m);
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	jw_lit(&w, "}");
+	reply_jw(rep, 200, &w);
 }
 
 void groups_delete(struct http_request *req, struct http_reply *rep)
@@ -114,5 +114,5 @@ void groups_list(struct http_request *req, struct http_reply *rep)
 		return;
 	n = store_group_page(req->app->store, a.prefix, a.plen, a.has_after ? a.after : NULL, a.alen,
 			     a.limit, page, &more);
-	reply_page(rep, "groups", keys_json(page, n, "group", "members"), more, n ? page[n - 1]->key : NULL);
+	reply_keys(rep, "groups", page, n, more, "group", "members");
 }

@@ -5,6 +5,7 @@
 #define ROLLCALL_HANDLERS_H
 
 #include "../server/json.h"
+#include "../server/jw.h"
 #include "../server/request.h"
 
 /* sessions.c */
@@ -105,20 +106,28 @@ struct list_args {
 };
 bool need_list(struct http_request *req, struct http_reply *rep, struct list_args *a);
 
-/* Answers {"<field>": [items...], "next": next or null} (items taken). */
-void reply_page(struct http_reply *rep, const char *field, cJSON *items, bool more, const char *last);
+/* Answers on hot paths are written with jw (server/jw.h). */
+
+/* {"<field>":[  and  ],"next":<last or null>}: a listing page around its items. */
+void jw_page_open(struct jw *w, const char *field);
+void jw_page_close(struct jw *w, bool more, const char *last, size_t lastlen);
+
+/* "name":"<s>" (s escaped). */
+void jw_field(struct jw *w, const char *name, const char *s, size_t n);
 
 /* {"session", "value"} of a property holder or a group member. */
-cJSON *entry_json(const struct store_entry *e);
+void jw_entry(struct jw *w, const struct store_entry *e);
 
 /* {"<keyfield>": key, "session", "value"}: the answer to a PUT. */
-cJSON *entry_put_json(const struct store_entry *e, const char *keyfield);
+void jw_entry_put(struct jw *w, const struct store_entry *e, const char *keyfield);
 
-/* [entry_json...] of k's entries in order; [] when k is NULL. */
-cJSON *entries_json(const struct store_key *k);
+/* [jw_entry...] of k's entries in order; [] when k is NULL. */
+void jw_entries(struct jw *w, const struct store_key *k);
 
-/* [{"<keyfield>": key, "<countfield>": entries}...] of a listing page. */
-cJSON *keys_json(struct store_key *const *page, size_t n, const char *keyfield, const char *countfield);
+/* Answers a listing page of keys: {"<field>": [{"<keyfield>": key,
+ * "<countfield>": entries}...], "next"}. */
+void reply_keys(struct http_reply *rep, const char *field, struct store_key *const *page, size_t n, bool more,
+		const char *keyfield, const char *countfield);
 
 /* The body's "ttl": 0 when absent, else a whole number 1..max_ttl: 400 invalid_ttl. */
 bool body_ttl(struct http_request *req, struct http_reply *rep, const struct json_body *b, unsigned *ttl);

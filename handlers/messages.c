@@ -267,6 +267,14 @@ void messages_receive(struct http_request *req, struct http_reply *rep)
 	if (!need_own_session(req, rep, &s) || !query_uint(req, rep, "after", 0, &after) ||
 	    !query_wait(req, rep, &wait) || !query_max(req, rep, &max))
 		return;
+	/* An after past the last seq given out would swallow messages not yet
+	 * sent when this receive wakes: only what was given out is acknowledged,
+	 * and a woken receive goes on from where it began. */
+	if (req->wake)
+		after = req->saved;
+	else if (after > s->last_seq)
+		after = s->last_seq;
+	req->saved = after;
 	store_mailbox_ack(req->app->store, s, after);
 	switch (req->wake) {
 	case STORE_WAKE_SHUTDOWN:

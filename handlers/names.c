@@ -5,17 +5,24 @@
 
 #include "../server/reply.h"
 
-/* {"key", "session", "value"} of an entry. */
-static cJSON *name_json(const struct store_name *n)
+/* {"key", "session", "value"} of a name. */
+static void jw_name(struct jw *w, const struct store_name *n)
 {
-	cJSON *o = cJSON_CreateObject();
+	jw_lit(w, "{");
+	jw_field(w, "key", n->key, n->klen);
+	jw_lit(w, ",");
+	jw_field(w, "session", n->owner->id, STORE_ID_LEN);
+	jw_lit(w, ",\"value\":");
+	jw_raw(w, n->value, n->vlen);
+	jw_lit(w, "}");
+}
 
-	if (o && cJSON_AddStringToObject(o, "key", n->key) &&
-	    cJSON_AddStringToObject(o, "session", n->owner->id) &&
-	    cJSON_AddRawToObject(o, "value", n->value))
-		return o;
-	cJSON_Delete(o);
-	return NULL;
+static void reply_name(struct http_reply *rep, int status, const struct store_name *n)
+{
+	struct jw w = { 0 };
+
+	jw_name(&w, n);
+	reply_jw(rep, status, &w);
 }
 
 void names_put(struct http_request *req, struct http_reply *rep)
@@ -42,7 +49,7 @@ void names_put(struct http_request *req, struct http_reply *rep)
 		reply_store_error(rep, rc);
 		goto out;
 	}
-	reply_json(rep, rc == STORE_CREATED ? 201 : 200, name_json(n));
+	reply_name(rep, rc == STORE_CREATED ? 201 : 200, n);
 out:
 	json_body_free(&a.body);
 }
@@ -59,7 +66,7 @@ void names_get(struct http_request *req, struct http_reply *rep)
 		return;
 	n = store_name_get(req->app->store, key, klen);
 	if (n) {
-		reply_json(rep, 200, name_json(n));
+		reply_name(rep, 200, n);
 		return;
 	}
 	switch (req->wake) {
@@ -111,22 +118,20 @@ void names_list(struct http_request *req, struct http_reply *rep)
 {
 	struct store_name *page[LIST_LIMIT_MAX];
 	struct list_args a;
+	struct jw w = { 0 };
 	size_t n, i;
 	bool more;
-	cJSON *arr;
 
 	if (!need_list(req, rep, &a))
 		return;
 	n = store_name_page(req->app->store, a.prefix, a.plen, a.has_after ? a.after : NULL, a.alen,
 			    a.limit, page, &more);
-	arr = cJSON_CreateArray();
-	for (i = 0; arr && i < n; i++) {
-		cJSON *e = name_json(page[i]);
-		if (!e || !cJSON_AddItemToArray(arr, e)) {
-			cJSON_Delete(e);
-			cJSON_Delete(arr);
-			arr = NULL;
-		}
+	jw_page_open(&w, "names");
+	for (i = 0; i < n; i++) {
+		if (i)
+			jw_lit(&w, ",");
+		jw_name(&w, page[i]);
 	}
-	reply_page(rep, "names", arr, more, n ? page[n - 1]->key : NULL);
+	jw_page_close(&w, more, n ? page[n - 1]->key : NULL, n ? page[n - 1]->klen : 0);
+	reply_jw(rep, 200, &w);
 }

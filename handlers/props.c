@@ -13,10 +13,13 @@ void props_put(struct http_request *req, struct http_reply *rep)
 	if (!need_put(req, rep, &a))
 		goto out;
 	rc = store_prop_set(req->app->store, req->caller, a.key, a.klen, a.value, a.vlen, &e);
-	if (rc == STORE_OK || rc == STORE_CREATED)
-		reply_json(rep, rc == STORE_CREATED ? 201 : 200, entry_put_json(e, "key"));
-	else
+	if (rc == STORE_OK || rc == STORE_CREATED) {
+		struct jw w = { 0 };
+		jw_entry_put(&w, e, "key");
+		reply_jw(rep, rc == STORE_CREATED ? 201 : 200, &w);
+	} else {
 		reply_store_error(rep, rc);
+	}
 out:
 	json_body_free(&a.body);
 }
@@ -24,21 +27,17 @@ out:
 void props_get(struct http_request *req, struct http_reply *rep)
 {
 	char key[STORE_KEY_MAX + 1];
+	struct jw w = { 0 };
 	size_t klen;
-	struct store_key *k;
-	cJSON *o, *arr;
 
 	if (!need_key(req, rep, key, &klen))
 		return;
-	k = store_prop_get(req->app->store, key, klen);
-	o = cJSON_CreateObject();
-	arr = entries_json(k);
-	if (!o || !arr || !cJSON_AddStringToObject(o, "key", key) || !cJSON_AddItemToObject(o, "holders", arr)) {
-		cJSON_Delete(arr);
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	jw_lit(&w, "{");
+	jw_field(&w, "key", key, klen);
+	jw_lit(&w, ",\"holders\":");
+	jw_entries(&w, store_prop_get(req->app->store, key, klen));
+	jw_lit(&w, "}");
+	reply_jw(rep, 200, &w);
 }
 
 void props_delete(struct http_request *req, struct http_reply *rep)
@@ -67,5 +66,5 @@ void props_list(struct http_request *req, struct http_reply *rep)
 		return;
 	n = store_prop_page(req->app->store, a.prefix, a.plen, a.has_after ? a.after : NULL, a.alen,
 			    a.limit, page, &more);
-	reply_page(rep, "props", keys_json(page, n, "key", "holders"), more, n ? page[n - 1]->key : NULL);
+	reply_keys(rep, "props", page, n, more, "key", "holders");
 }

@@ -7,33 +7,39 @@
 #include "../server/reply.h"
 #include "../server/uri.h"
 
-/* Adds the fields every session answer shares. False when out of memory. */
-static bool add_lease(cJSON *o, const struct store_session *s, uint64_t now)
+/* "id", "ttl", "expires_in_ms": what every session answer has. */
+static void jw_lease(struct jw *w, const struct store_session *s, uint64_t now)
 {
-	return cJSON_AddStringToObject(o, "id", s->id) &&
-	       cJSON_AddNumberToObject(o, "ttl", s->ttl) &&
-	       cJSON_AddNumberToObject(o, "expires_in_ms", (double)store_session_expires_in(s, now));
+	jw_field(w, "id", s->id, STORE_ID_LEN);
+	jw_lit(w, ",\"ttl\":");
+	jw_u64(w, s->ttl);
+	jw_lit(w, ",\"expires_in_ms\":");
+	jw_u64(w, store_session_expires_in(s, now));
 }
 
-static bool add_label(cJSON *o, const struct store_session *s)
+static void jw_label(struct jw *w, const struct store_session *s)
 {
-	return s->label ? cJSON_AddStringToObject(o, "label", s->label) != NULL
-			: cJSON_AddNullToObject(o, "label") != NULL;
+	if (s->label)
+		jw_field(w, "label", s->label, s->label_len);
+	else
+		jw_lit(w, "\"label\":null");
 }
 
-/* The listing's view of a session: lease, label and counts. */
-static cJSON *session_summary(const struct store_session *s, uint64_t now)
+/* The listing's view of a session, without its closing brace. */
+static void jw_summary(struct jw *w, const struct store_session *s, uint64_t now)
 {
-	cJSON *o = cJSON_CreateObject();
-
-	if (o && add_lease(o, s, now) && add_label(o, s) &&
-	    cJSON_AddNumberToObject(o, "names", (double)s->n_names) &&
-	    cJSON_AddNumberToObject(o, "props", (double)s->n_props) &&
-	    cJSON_AddNumberToObject(o, "groups", (double)s->n_groups) &&
-	    cJSON_AddNumberToObject(o, "queued", (double)s->queued))
-		return o;
-	cJSON_Delete(o);
-	return NULL;
+	jw_lit(w, "{");
+	jw_lease(w, s, now);
+	jw_lit(w, ",");
+	jw_label(w, s);
+	jw_lit(w, ",\"names\":");
+	jw_u64(w, s->n_names);
+	jw_lit(w, ",\"props\":");
+	jw_u64(w, s->n_props);
+	jw_lit(w, ",\"groups\":");
+	jw_u64(w, s->n_groups);
+	jw_lit(w, ",\"queued\":");
+	jw_u64(w, s->queued);
 }
 
 void sessions_create(struct http_request *req, struct http_reply *rep)
@@ -42,9 +48,9 @@ void sessions_create(struct http_request *req, struct http_reply *rep)
 	const struct json_member *lm;
 	const cJSON *label;
 	struct store_session *s;
+	struct jw w = { 0 };
 	enum store_rc rc;
 	unsigned ttl;
-	cJSON *o;
 
 	if (!need_body(req, rep, &b) || !body_ttl(req, rep, &b, &ttl))
 		goto out;
@@ -65,15 +71,16 @@ void sessions_create(struct http_request *req, struct http_reply *rep)
 		reply_store_error(rep, rc);
 		goto out;
 	}
-	o = cJSON_CreateObject();
-	if (!o || !add_lease(o, s, req->now) || !cJSON_AddStringToObject(o, "token", s->token) || !add_label(o, s)) {
-		/* Nobody will ever learn the token: take the session back. */
-		cJSON_Delete(o);
+	jw_lit(&w, "{");
+	jw_lease(&w, s, req->now);
+	jw_lit(&w, ",");
+	jw_field(&w, "token", s->token, STORE_TOKEN_LEN);
+	jw_lit(&w, ",");
+	jw_label(&w, s);
+	jw_lit(&w, "}");
+	if (w.oom) /* nobody will ever learn the token: take the session back */
 		store_session_delete(req->app->store, s);
-		reply_error(rep, ERR_NO_MEMORY, NULL);
-		goto out;
-	}
-	reply_json(rep, 201, o);
+	reply_jw(rep, 201, &w);
 out:
 	json_body_free(&b);
 }
@@ -82,9 +89,9 @@ void sessions_heartbeat(struct http_request *req, struct http_reply *rep)
 {
 	struct store_session *s;
 	struct json_body b = { 0 };
+	struct jw w = { 0 };
 	enum store_rc rc;
 	unsigned ttl;
-	cJSON *o;
 
 	if (!need_own_session(req, rep, &s) || !need_body(req, rep, &b) || !body_ttl(req, rep, &b, &ttl))
 		goto out;
@@ -93,12 +100,10 @@ void sessions_heartbeat(struct http_request *req, struct http_reply *rep)
 		reply_store_error(rep, rc);
 		goto out;
 	}
-	o = cJSON_CreateObject();
-	if (o && !add_lease(o, s, req->now)) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	jw_lit(&w, "{");
+	jw_lease(&w, s, req->now);
+	jw_lit(&w, "}");
+	reply_jw(rep, 200, &w);
 out:
 	json_body_free(&b);
 }
@@ -119,21 +124,20 @@ void sessions_list(struct http_request *req, struct http_reply *rep)
 	char after[STORE_KEY_MAX + 1];
 	size_t limit, alen, n, i;
 	bool has_after, more;
-	cJSON *arr;
+	struct jw w = { 0 };
 
 	if (!query_limit(req, rep, &limit) || !query_text(req, rep, "after", after, &alen, &has_after))
 		return;
 	n = store_session_page(req->app->store, has_after ? after : NULL, alen, limit, page, &more);
-	arr = cJSON_CreateArray();
-	for (i = 0; arr && i < n; i++) {
-		cJSON *s = session_summary(page[i], req->now);
-		if (!s || !cJSON_AddItemToArray(arr, s)) {
-			cJSON_Delete(s);
-			cJSON_Delete(arr);
-			arr = NULL;
-		}
+	jw_page_open(&w, "sessions");
+	for (i = 0; i < n; i++) {
+		if (i)
+			jw_lit(&w, ",");
+		jw_summary(&w, page[i], req->now);
+		jw_lit(&w, "}");
 	}
-	reply_page(rep, "sessions", arr, more, n ? page[n - 1]->id : NULL);
+	jw_page_close(&w, more, n ? page[n - 1]->id : NULL, STORE_ID_LEN);
+	reply_jw(rep, 200, &w);
 }
 
 /* A key to sort: what a session holds, as text. */
@@ -151,27 +155,25 @@ static int cmp_keys(const void *a, const void *b)
 	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
-/* Adds field: the n keys sorted in byte order. False when out of memory. */
-static bool add_sorted(cJSON *o, const char *field, struct held_key *keys, size_t n)
+/* "field":[the n keys, sorted in byte order] */
+static void jw_sorted(struct jw *w, const char *field, struct held_key *keys, size_t n)
 {
-	cJSON *arr = cJSON_AddArrayToObject(o, field);
 	size_t i;
 
-	if (!arr)
-		return false;
 	qsort(keys, n, sizeof(*keys), cmp_keys);
+	jw_lit(w, "\"");
+	jw_lit(w, field);
+	jw_lit(w, "\":[");
 	for (i = 0; i < n; i++) {
-		cJSON *k = cJSON_CreateString(keys[i].key);
-		if (!k || !cJSON_AddItemToArray(arr, k)) {
-			cJSON_Delete(k);
-			return false;
-		}
+		if (i)
+			jw_lit(w, ",");
+		jw_str(w, keys[i].key, keys[i].klen);
 	}
-	return true;
+	jw_lit(w, "]");
 }
 
-/* Adds the keys of a session's property or group entries, sorted. */
-static bool add_entries(cJSON *o, const char *field, const struct store_entry *e, struct held_key *keys)
+/* The keys of a session's property or group entries, sorted. */
+static void jw_held_entries(struct jw *w, const char *field, const struct store_entry *e, struct held_key *keys)
 {
 	size_t n = 0;
 
@@ -179,56 +181,50 @@ static bool add_entries(cJSON *o, const char *field, const struct store_entry *e
 		keys[n].key = e->key->key;
 		keys[n].klen = e->key->klen;
 	}
-	return add_sorted(o, field, keys, n);
+	jw_sorted(w, field, keys, n);
 }
 
-/* {"names": [...], "props": [...], "groups": [...]}, each sorted: what the
- * session holds (gproc's info). */
-static cJSON *held(const struct store_session *s)
+/* "held":{"names": [...], "props": [...], "groups": [...]}, each sorted:
+ * what the session holds (gproc's info). False when out of memory. */
+static bool jw_held(struct jw *w, const struct store_session *s)
 {
 	size_t most = s->n_names > s->n_props ? s->n_names : s->n_props, n = 0;
-	struct held_key *keys;
 	const struct store_name *nm;
-	cJSON *o = cJSON_CreateObject();
-	bool ok;
+	struct held_key *keys;
 
 	if (s->n_groups > most)
 		most = s->n_groups;
 	keys = malloc((most ? most : 1) * sizeof(*keys));
-	if (!o || !keys) {
-		free(keys);
-		cJSON_Delete(o);
-		return NULL;
-	}
+	if (!keys)
+		return false;
 	for (nm = s->names_head; nm; nm = nm->s_next, n++) {
 		keys[n].key = nm->key;
 		keys[n].klen = nm->klen;
 	}
-	ok = add_sorted(o, "names", keys, n) && add_entries(o, "props", s->props_head, keys) &&
-	     add_entries(o, "groups", s->groups_head, keys);
+	jw_lit(w, "\"held\":{");
+	jw_sorted(w, "names", keys, n);
+	jw_lit(w, ",");
+	jw_held_entries(w, "props", s->props_head, keys);
+	jw_lit(w, ",");
+	jw_held_entries(w, "groups", s->groups_head, keys);
+	jw_lit(w, "}");
 	free(keys);
-	if (!ok) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	return true;
 }
 
 void sessions_get(struct http_request *req, struct http_reply *rep)
 {
 	struct store_session *s = store_session_find(req->app->store, req->now, req->param, req->param_len);
-	cJSON *o, *h;
+	struct jw w = { 0 };
 
 	if (!s) {
 		reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
 		return;
 	}
-	o = session_summary(s, req->now);
-	h = o ? held(s) : NULL;
-	if (!h || !cJSON_AddItemToObject(o, "held", h)) {
-		cJSON_Delete(h);
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	jw_summary(&w, s, req->now);
+	jw_lit(&w, ",");
+	if (!jw_held(&w, s))
+		w.oom = true;
+	jw_lit(&w, "}");
+	reply_jw(rep, 200, &w);
 }

@@ -158,16 +158,17 @@ static bool literal(struct cursor *c, const char *word)
 
 static bool value(struct cursor *c);
 
+/* Notes a top-level member's value span; its decoded name comes from cJSON
+ * later (json_body_parse), where duplicates are found. */
 static bool record_member(struct cursor *c, const unsigned char *name, size_t nlen,
 			  const unsigned char *val, size_t vlen)
 {
 	struct json_body *b = c->body;
 	struct json_member *m;
-	size_t i;
 
-	for (i = 0; i < b->nm; i++)
-		if (b->m[i].nlen == nlen && memcmp(b->m[i].name, name, nlen) == 0)
-			return fail(c, "duplicate member name in the body object");
+	/* A name holding U+0000 would read as a shorter one once decoded. */
+	if (json_has_escaped_nul((const char *)name, nlen))
+		return fail(c, "a member name holds U+0000");
 	if ((b->nm & (b->nm - 1)) == 0) { /* grow at 0, 1, 2, 4, 8, ... */
 		m = realloc(b->m, (b->nm ? b->nm * 2 : 1) * sizeof(*m));
 		if (!m) {
@@ -176,8 +177,7 @@ static bool record_member(struct cursor *c, const unsigned char *name, size_t nl
 		}
 		b->m = m;
 	}
-	b->m[b->nm].name = (const char *)name;
-	b->m[b->nm].nlen = nlen;
+	b->m[b->nm].item = NULL;
 	b->m[b->nm].value = (const char *)val;
 	b->m[b->nm].vlen = vlen;
 	b->nm++;
@@ -302,6 +302,42 @@ bool json_check(const char *s, size_t n, int max_depth, const char **why)
 	return false;
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/* Pairs each member's span with its parsed item (same order), and refuses
+ * duplicate names once decoded ("ttl" and "\u0074tl" are one name): sorted
+ * and compared with the neighbour, so a body of many members stays cheap. */
+static enum json_body_rc link_members(struct json_body *b, const char **why)
+{
+	const cJSON **sorted;
+	cJSON *it = b->root->child;
+	size_t i;
+
+	for (i = 0; i < b->nm && it; i++, it = it->next)
+		b->m[i].item = it;
+	if (b->nm < 2)
+		return JSON_BODY_OK;
+	sorted = malloc(b->nm * sizeof(*sorted));
+	if (!sorted) {
+		*why = "out of memory";
+		return JSON_BODY_NOMEM;
+	}
+	for (i = 0; i < b->nm; i++)
+		sorted[i] = b->m[i].item;
+	qsort(sorted, b->nm, sizeof(*sorted), cmp_names);
+	for (i = 1; i < b->nm && strcmp(sorted[i - 1]->string, sorted[i]->string); i++)
+		;
+	free(sorted);
+	if (i < b->nm) {
+		*why = "duplicate member name in the body object";
+		return JSON_BODY_BAD;
+	}
+	return JSON_BODY_OK;
+}
+
 enum json_body_rc json_body_parse(const char *buf, size_t len, struct json_body *b, const char **why)
 {
 	struct cursor c = { (const unsigned char *)buf, (const unsigned char *)buf + len, NULL, 0, JSON_MAX_DEPTH, b, false };
@@ -326,22 +362,24 @@ enum json_body_rc json_body_parse(const char *buf, size_t len, struct json_body 
 		*why = "out of memory";
 		return JSON_BODY_NOMEM;
 	}
-	return JSON_BODY_OK;
+	return link_members(b, why);
 }
 
 const struct json_member *json_body_member(const struct json_body *b, const char *name)
 {
-	size_t i, n = strlen(name);
+	size_t i;
 
 	for (i = 0; i < b->nm; i++)
-		if (b->m[i].nlen == n && memcmp(b->m[i].name, name, n) == 0)
+		if (b->m[i].item && !strcmp(b->m[i].item->string, name))
 			return &b->m[i];
 	return NULL;
 }
 
 const cJSON *json_body_get(const struct json_body *b, const char *name)
 {
-	return b->root && json_body_member(b, name) ? cJSON_GetObjectItemCaseSensitive(b->root, name) : NULL;
+	const struct json_member *m = json_body_member(b, name);
+
+	return m ? m->item : NULL;
 }
 
 void json_body_free(struct json_body *b)

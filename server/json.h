@@ -16,11 +16,10 @@
  * Returns true, or false with *why set to a static sentence. */
 bool json_check(const char *s, size_t n, int max_depth, const char **why);
 
-/* One top-level member of a body object, as raw text. */
+/* One top-level member of a body object: parsed, and as raw text. */
 struct json_member {
-	const char *name; /* between the quotes, still escaped */
-	size_t nlen;
-	const char *value; /* the value's text, no surrounding white space */
+	const cJSON *item;  /* the parsed member; item->string is its decoded name */
+	const char *value;  /* the value's text, no surrounding white space */
 	size_t vlen;
 };
 
@@ -33,11 +32,12 @@ struct json_body {
 enum json_body_rc { JSON_BODY_OK = 0, JSON_BODY_BAD, JSON_BODY_NOMEM };
 
 /* Reads a request body: empty (or only white space) is {}; otherwise it must
- * be one strict JSON object with no duplicate member names. On JSON_BODY_BAD
+ * be one strict JSON object with no duplicate member names (compared once
+ * decoded), none holding U+0000. On JSON_BODY_BAD
  * *why says what is wrong. Free with json_body_free() whatever it returns. */
 enum json_body_rc json_body_parse(const char *buf, size_t len, struct json_body *b, const char **why);
 
-/* The member called name, or NULL. */
+/* The member whose decoded name is name, or NULL. */
 const struct json_member *json_body_member(const struct json_body *b, const char *name);
 
 /* The parsed member called name, or NULL. */

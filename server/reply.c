@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jw.h"
+
 static const struct {
 	int status;
 	const char *code;
@@ -112,4 +114,20 @@ void reply_empty(struct http_reply *rep, int status)
 {
 	http_reply_clear(rep);
 	rep->status = status;
+}
+
+void reply_jw(struct http_reply *rep, int status, struct jw *w)
+{
+	size_t len;
+	char *text = jw_finish(w, &len);
+
+	http_reply_clear(rep);
+	if (!text) {
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	rep->status = status;
+	rep->body = text;
+	rep->body_len = len;
+	rep->content_type = NULL;
 }

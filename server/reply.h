@@ -47,6 +47,12 @@ void reply_store_error(struct http_reply *rep, enum store_rc rc);
  * memory (obj NULL included) becomes a 503. */
 void reply_json(struct http_reply *rep, int status, cJSON *obj);
 
+struct jw;
+
+/* Answers the text w holds with status (taking it); 503 when the writer ran
+ * out of memory. */
+void reply_jw(struct http_reply *rep, int status, struct jw *w);
+
 /* Answers status with no body (204). */
 void reply_empty(struct http_reply *rep, int status);
 
