@@ -15,7 +15,8 @@ TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 LIB_SRC := $(wildcard store/*.c) $(filter-out server/main.c,$(wildcard server/*.c)) $(wildcard handlers/*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+UI_FILES := $(sort $(wildcard handlers/ui/*))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ui_assets.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
@@ -27,6 +28,14 @@ all: $(BUILD)/rollcall
 $(BUILD)/obj/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The dashboard's files, built into the binary.
+$(BUILD)/gen/ui_assets.c: $(UI_FILES) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh $(UI_FILES) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/ui_assets.o: $(BUILD)/gen/ui_assets.c handlers/ui_assets.h
+	$(CC) $(ALL_CFLAGS) -Ihandlers -c $< -o $@
 
 $(BUILD)/rollcall: $(BUILD)/obj/server/main.o $(LIB_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)

@@ -54,10 +54,12 @@ static cJSON *reset_json(uint64_t index)
 	return o;
 }
 
-/* True when a client that has seen up to after has missed kept-no-more events. */
-static bool too_old(const struct store *st, uint64_t after)
+/* True when a client that has seen up to after must list again: it missed
+ * events no longer kept, or its index is from another history (ahead of
+ * ours: the server restarted, and indices began again at 1). */
+static bool stale(const struct store *st, uint64_t after)
 {
-	return after < store_index(st) && after + 1 < store_event_oldest(st);
+	return after > store_index(st) || (after < store_index(st) && after + 1 < store_event_oldest(st));
 }
 
 /* Where to start: ?after=N, else Last-Event-ID, else now. 400 when either is bad. */
@@ -131,7 +133,7 @@ static bool fill(struct store *st, struct ev_stream *es)
 {
 	uint64_t last = store_index(st);
 
-	if (too_old(st, es->cursor)) {
+	if (stale(st, es->cursor)) {
 		if (!out_event(es, last, "reset", reset_json(last)))
 			return false;
 		es->cursor = last;
@@ -291,7 +293,7 @@ void events_get(struct http_request *req, struct http_reply *rep)
 		reply_error(rep, ERR_SHUTTING_DOWN, NULL);
 		return;
 	}
-	if (too_old(st, after)) {
+	if (stale(st, after)) {
 		reply_reset(rep, store_index(st));
 		return;
 	}

@@ -40,6 +40,10 @@ void messages_receive(struct http_request *req, struct http_reply *rep);
 /* events.c */
 void events_get(struct http_request *req, struct http_reply *rep);
 
+/* ui.c */
+void ui_index(struct http_request *req, struct http_reply *rep);
+void ui_file(struct http_request *req, struct http_reply *rep);
+
 /* ops.c */
 void ops_healthz(struct http_request *req, struct http_reply *rep);
 

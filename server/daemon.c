@@ -232,6 +232,8 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 	if (rep->stream) {
 		r->req.stream = rep->stream; /* on_completed frees its state */
 		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r, NULL);
+	} else if (rep->body && rep->body_static) {
+		resp = MHD_create_response_from_buffer(rep->body_len, rep->body, MHD_RESPMEM_PERSISTENT);
 	} else if (rep->body) {
 		resp = MHD_create_response_from_buffer(rep->body_len, rep->body, MHD_RESPMEM_MUST_FREE);
 		if (resp)
@@ -243,7 +245,7 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 		http_reply_clear(rep);
 		return MHD_NO;
 	}
-	if (rep->body_len || rep->status != 204)
+	if (rep->body_len || (rep->status != 204 && rep->status != 304))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 					rep->content_type ? rep->content_type : "application/json; charset=utf-8");
 	/* Every /v1 answer carries the index, those made before any handler
@@ -260,6 +262,8 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
 	if (rep->cache_control)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, rep->cache_control);
+	if (rep->etag)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, rep->etag);
 	if (rep->close || r->loop->app->shutting_down)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
@@ -315,6 +319,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->req.token = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Session-Token");
 		r->req.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
 		r->req.last_event_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+		r->req.if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)
 			return send_error(r, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-body bytes.", true);
 		return MHD_YES;

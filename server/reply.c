@@ -56,7 +56,9 @@ const char *reply_error_code(enum api_error e) { return errors[e].code; }
 
 void http_reply_clear(struct http_reply *rep)
 {
-	free(rep->body);
+	if (!rep->body_static)
+		free(rep->body);
+	rep->body_static = false;
 	rep->body = NULL;
 	rep->body_len = 0;
 }

@@ -31,6 +31,7 @@ struct http_request {
 	const char *token;  /* X-Session-Token, or NULL */
 	const char *accept; /* Accept, or NULL */
 	const char *last_event_id; /* Last-Event-ID, or NULL */
+	const char *if_none_match; /* If-None-Match, or NULL */
 	const char *body;   /* the whole body (at most --max-body bytes) */
 	size_t body_len;
 	uint64_t now;       /* ms, monotonic */
@@ -63,7 +64,9 @@ struct http_stream {
 
 struct http_reply {
 	int status;
-	char *body;          /* malloc'd, owned by the reply; NULL for none */
+	char *body;          /* malloc'd, owned by the reply (unless body_static); NULL for none */
+	bool body_static;    /* body is static data, not owned */
+	const char *etag;    /* static, or NULL */
 	size_t body_len;
 	const char *content_type; /* static; NULL means JSON */
 	const char *allow;   /* static; the Allow header of a 405 */

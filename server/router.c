@@ -16,6 +16,8 @@ struct route {
 };
 
 static const struct route routes[] = {
+	{ "/", false, { [HTTP_GET] = ui_index }, "GET, HEAD" },
+	{ "/ui/*", false, { [HTTP_GET] = ui_file }, "GET, HEAD" },
 	{ "/healthz", false, { [HTTP_GET] = ops_healthz }, "GET, HEAD" },
 	{ "/v1/sessions", true, { [HTTP_GET] = sessions_list, [HTTP_POST] = sessions_create }, "GET, HEAD, POST" },
 	{ "/v1/sessions/*", true, { [HTTP_GET] = sessions_get, [HTTP_DELETE] = sessions_delete }, "GET, HEAD, DELETE" },
