@@ -28,30 +28,30 @@ static bool matches(const struct store_event *e, const char *prefix, size_t plen
 }
 
 /* {"index", "type", "session", "key" or "group", "value"}. */
-static cJSON *event_json(const struct store_event *e)
+static void jw_event(struct jw *w, const struct store_event *e)
 {
-	cJSON *o = cJSON_CreateObject();
-
-	if (!o || !cJSON_AddNumberToObject(o, "index", (double)e->index) ||
-	    !cJSON_AddStringToObject(o, "type", store_event_type_name(e->type)) ||
-	    !cJSON_AddStringToObject(o, "session", e->session) ||
-	    (e->key && !cJSON_AddStringToObject(o, is_group_event(e->type) ? "group" : "key", e->key)) ||
-	    (e->value && !cJSON_AddRawToObject(o, "value", e->value))) {
-		cJSON_Delete(o);
-		return NULL;
+	jw_lit(w, "{\"index\":");
+	jw_u64(w, e->index);
+	jw_lit(w, ",\"type\":\"");
+	jw_lit(w, store_event_type_name(e->type));
+	jw_lit(w, "\",");
+	jw_field(w, "session", e->session, STORE_ID_LEN);
+	if (e->key) {
+		jw_lit(w, ",");
+		jw_field(w, is_group_event(e->type) ? "group" : "key", e->key, e->klen);
 	}
-	return o;
+	if (e->value) {
+		jw_lit(w, ",\"value\":");
+		jw_raw(w, e->value, e->vlen);
+	}
+	jw_lit(w, "}");
 }
 
-static cJSON *reset_json(uint64_t index)
+static void jw_reset(struct jw *w, uint64_t index)
 {
-	cJSON *o = cJSON_CreateObject();
-
-	if (!o || !cJSON_AddNumberToObject(o, "index", (double)index) || !cJSON_AddStringToObject(o, "type", "reset")) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	jw_lit(w, "{\"index\":");
+	jw_u64(w, index);
+	jw_lit(w, ",\"type\":\"reset\"}");
 }
 
 /* True when a client that has seen up to after must list again: it missed
@@ -88,44 +88,19 @@ struct ev_stream {
 	uint64_t cursor; /* the last index written or passed over */
 	char prefix[STORE_KEY_MAX + 1];
 	size_t plen;
-	char *out; /* formatted and not yet sent: out[off..len) */
-	size_t off, len, cap;
+	struct jw out;   /* formatted and not yet sent: out.buf[off..out.len) */
+	size_t off;
 	bool ended;
 };
 
-static bool out_append(struct ev_stream *es, const char *s, size_t n)
+/* "id: N\nevent: T\ndata: " ... "\n\n" around one data line (JSON has no raw newline). */
+static void out_head(struct jw *w, uint64_t index, const char *type)
 {
-	if (es->len + n > es->cap) {
-		size_t cap = es->cap ? es->cap : 4096;
-		char *nb;
-		while (cap < es->len + n)
-			cap *= 2;
-		nb = realloc(es->out, cap);
-		if (!nb)
-			return false;
-		es->out = nb;
-		es->cap = cap;
-	}
-	memcpy(es->out + es->len, s, n);
-	es->len += n;
-	return true;
-}
-
-/* "id: N\nevent: T\ndata: {...}\n\n" (data is one line: cJSON prints no newline). */
-static bool out_event(struct ev_stream *es, uint64_t index, const char *type, cJSON *data)
-{
-	char *text = data ? cJSON_PrintUnformatted(data) : NULL;
-	char head[96];
-	int n;
-	bool ok;
-
-	cJSON_Delete(data);
-	if (!text)
-		return false;
-	n = snprintf(head, sizeof(head), "id: %llu\nevent: %s\ndata: ", (unsigned long long)index, type);
-	ok = out_append(es, head, (size_t)n) && out_append(es, text, strlen(text)) && out_append(es, "\n\n", 2);
-	free(text);
-	return ok;
+	jw_lit(w, "id: ");
+	jw_u64(w, index);
+	jw_lit(w, "\nevent: ");
+	jw_lit(w, type);
+	jw_lit(w, "\ndata: ");
 }
 
 /* Formats what is new since the cursor, up to a batch. False when out of memory. */
@@ -134,18 +109,21 @@ static bool fill(struct store *st, struct ev_stream *es)
 	uint64_t last = store_index(st);
 
 	if (stale(st, es->cursor)) {
-		if (!out_event(es, last, "reset", reset_json(last)))
-			return false;
+		out_head(&es->out, last, "reset");
+		jw_reset(&es->out, last);
+		jw_lit(&es->out, "\n\n");
 		es->cursor = last;
 	}
-	while (es->cursor < last && es->len < STREAM_BATCH) {
+	while (es->cursor < last && es->out.len < STREAM_BATCH) {
 		const struct store_event *e = store_event_at(st, es->cursor + 1);
-		if (e && matches(e, es->prefix, es->plen) &&
-		    !out_event(es, e->index, store_event_type_name(e->type), event_json(e)))
-			return false;
+		if (e && matches(e, es->prefix, es->plen)) {
+			out_head(&es->out, e->index, store_event_type_name(e->type));
+			jw_event(&es->out, e);
+			jw_lit(&es->out, "\n\n");
+		}
 		es->cursor++;
 	}
-	return true;
+	return !es->out.oom;
 }
 
 static size_t stream_read(struct http_request *req, char *buf, size_t max, bool *wait)
@@ -154,29 +132,31 @@ static size_t stream_read(struct http_request *req, char *buf, size_t max, bool 
 	struct store *st = req->app->store;
 	size_t n;
 
-	if (es->off == es->len) {
-		es->off = es->len = 0;
+	if (es->off == es->out.len) {
+		es->off = es->out.len = 0;
 		if (es->ended)
 			return 0;
 		if (!fill(st, es)) {
 			es->ended = true; /* out of memory: end it; the client reconnects */
 			return 0;
 		}
-		if (es->len == 0) {
+		if (es->out.len == 0) {
 			if (req->wake == STORE_WAKE_SHUTDOWN || req->app->shutting_down)
 				return 0;
 			if (req->wake == STORE_WAKE_TIMEOUT) {
-				out_append(es, ": keep-alive\n\n", 14);
+				jw_lit(&es->out, ": keep-alive\n\n");
 			} else if (store_event_watch(st, req->now + KEEPALIVE_MS, &req->waiter) == STORE_OK) {
 				*wait = true;
 				return 0;
 			} else {
 				return 0; /* past --max-waiters: end; the client retries */
 			}
+			if (es->out.oom)
+				return 0;
 		}
 	}
-	n = es->len - es->off < max ? es->len - es->off : max;
-	memcpy(buf, es->out + es->off, n);
+	n = es->out.len - es->off < max ? es->out.len - es->off : max;
+	memcpy(buf, es->out.buf + es->off, n);
 	es->off += n;
 	return n;
 }
@@ -186,7 +166,7 @@ static void stream_free(struct http_request *req)
 	struct ev_stream *es = req->stream_state;
 
 	if (es)
-		free(es->out);
+		free(es->out.buf);
 	free(es);
 	req->stream_state = NULL;
 }
@@ -197,12 +177,13 @@ static void start_stream(struct http_request *req, struct http_reply *rep, uint6
 			 const char *prefix, size_t plen)
 {
 	struct ev_stream *es = calloc(1, sizeof(*es));
-	/* The client reconnects a second after a drop. */
-	static const char hello[] = "retry: 1000\n\n";
 
-	if (!es || !out_append(es, hello, sizeof(hello) - 1)) {
-		if (es)
-			free(es->out);
+	if (!es) {
+		reply_store_error(rep, STORE_E_NOMEM);
+		return;
+	}
+	jw_lit(&es->out, "retry: 1000\n\n"); /* the client reconnects a second after a drop */
+	if (es->out.oom) {
 		free(es);
 		reply_store_error(rep, STORE_E_NOMEM);
 		return;
@@ -219,53 +200,43 @@ static void start_stream(struct http_request *req, struct http_reply *rep, uint6
 
 /* --- the long-poll --- */
 
+/* {"events": [up to max after `after`, that the prefix lets through], "last"}. */
 static void reply_events(struct http_request *req, struct http_reply *rep, uint64_t after,
-			 const char *prefix, size_t plen, size_t max, uint64_t *last, size_t *count)
+			 const char *prefix, size_t plen, size_t max, size_t *count)
 {
 	struct store *st = req->app->store;
-	uint64_t i, end = store_index(st);
-	cJSON *o = cJSON_CreateObject(), *arr = o ? cJSON_AddArrayToObject(o, "events") : NULL;
+	uint64_t i, end = store_index(st), last = end;
+	struct jw w = { 0 };
 
 	*count = 0;
-	*last = end;
-	for (i = after + 1; arr && i <= end && *count < max; i++) {
+	jw_lit(&w, "{\"events\":[");
+	for (i = after + 1; i <= end && *count < max; i++) {
 		const struct store_event *e = store_event_at(st, i);
-		cJSON *x;
 		if (!e || !matches(e, prefix, plen))
 			continue;
-		x = event_json(e);
-		if (!x || !cJSON_AddItemToArray(arr, x)) {
-			cJSON_Delete(x);
-			arr = NULL;
-			break;
-		}
-		*last = i;
+		if (*count)
+			jw_lit(&w, ",");
+		jw_event(&w, e);
+		last = i;
 		(*count)++;
 	}
-	if (!arr || !cJSON_AddNumberToObject(o, "last", (double)*last)) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	jw_lit(&w, "],\"last\":");
+	jw_u64(&w, last);
+	jw_lit(&w, "}");
+	reply_jw(rep, 200, &w);
 }
 
 /* {"events": [the reset object], "last": index}: list again, then follow. */
 static void reply_reset(struct http_reply *rep, uint64_t index)
 {
-	cJSON *o = cJSON_CreateObject(), *arr = o ? cJSON_AddArrayToObject(o, "events") : NULL;
-	cJSON *r = reset_json(index);
+	struct jw w = { 0 };
 
-	if (!arr || !r || !cJSON_AddItemToArray(arr, r)) {
-		cJSON_Delete(r);
-		cJSON_Delete(o);
-		reply_json(rep, 200, NULL);
-		return;
-	}
-	if (!cJSON_AddNumberToObject(o, "last", (double)index)) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	jw_lit(&w, "{\"events\":[");
+	jw_reset(&w, index);
+	jw_lit(&w, "],\"last\":");
+	jw_u64(&w, index);
+	jw_lit(&w, "}");
+	reply_jw(rep, 200, &w);
 }
 
 void events_get(struct http_request *req, struct http_reply *rep)
@@ -273,7 +244,7 @@ void events_get(struct http_request *req, struct http_reply *rep)
 	struct store *st = req->app->store;
 	char prefix[STORE_KEY_MAX + 1];
 	size_t plen, max, count;
-	uint64_t after, last, deadline;
+	uint64_t after, deadline;
 	unsigned wait;
 	bool has_prefix;
 	enum store_rc rc;
@@ -297,7 +268,7 @@ void events_get(struct http_request *req, struct http_reply *rep)
 		reply_reset(rep, store_index(st));
 		return;
 	}
-	reply_events(req, rep, after, prefix, plen, max, &last, &count);
+	reply_events(req, rep, after, prefix, plen, max, &count);
 	if (count || wait == 0 || req->wake == STORE_WAKE_TIMEOUT || rep->status != 200)
 		return;
 	/* Nothing (that the prefix lets through) yet: wait for the next change. */

@@ -100,10 +100,11 @@ static bool parse_target(const struct json_body *b, struct http_reply *rep, stru
 	return true;
 }
 
-/* Delivers p to every entry of k: counts deliveries, lists full mailboxes.
- * false when memory ran out (answered). */
+/* Delivers p to every entry of k: counts deliveries, lists full mailboxes
+ * (as JSON strings, comma-separated, into full). false when memory ran out
+ * (answered). */
 static bool broadcast(struct http_request *req, struct http_reply *rep, struct store_key *k,
-		      struct store_payload *p, size_t *delivered, cJSON *full)
+		      struct store_payload *p, size_t *delivered, struct jw *full)
 {
 	struct store_entry *e;
 
@@ -112,12 +113,9 @@ static bool broadcast(struct http_request *req, struct http_reply *rep, struct s
 		if (rc == STORE_OK) {
 			(*delivered)++;
 		} else if (rc == STORE_E_MAILBOX_FULL) {
-			cJSON *id = cJSON_CreateString(e->session->id);
-			if (!id || !cJSON_AddItemToArray(full, id)) {
-				cJSON_Delete(id);
-				reply_store_error(rep, STORE_E_NOMEM);
-				return false;
-			}
+			if (full->len)
+				jw_lit(full, ",");
+			jw_str(full, e->session->id, STORE_ID_LEN);
 		} else {
 			reply_store_error(rep, rc);
 			return false;
@@ -138,7 +136,7 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 	struct target t;
 	enum store_rc rc;
 	size_t delivered = 0;
-	cJSON *o = NULL, *full = NULL;
+	struct jw w = { 0 }, full = { 0 };
 
 	if (req->token && !req->caller) {
 		reply_error(rep, ERR_BAD_TOKEN, NULL);
@@ -183,8 +181,7 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 	}
 	p = store_payload_new(req->caller ? req->caller->id : NULL, json_body_member(&b, "to")->value,
 			      json_body_member(&b, "to")->vlen, body ? body->value : "null", body ? body->vlen : 4);
-	o = cJSON_CreateObject();
-	if (!p || !o) {
+	if (!p) {
 		reply_store_error(rep, STORE_E_NOMEM);
 		goto out;
 	}
@@ -195,64 +192,54 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 			goto out;
 		}
 		delivered = 1;
-	} else {
-		full = cJSON_CreateArray();
-		if (!full) {
-			reply_store_error(rep, STORE_E_NOMEM);
-			goto out;
-		}
-		if (!broadcast(req, rep, t.kind == T_PROP ? store_prop_get(st, t.key, t.klen)
-							  : store_group_get(st, t.key, t.klen),
-			       p, &delivered, full))
-			goto out;
-	}
-	if (!cJSON_AddNumberToObject(o, "delivered", (double)delivered) ||
-	    (full && !cJSON_AddItemToObject(o, "full", full))) {
-		reply_store_error(rep, STORE_E_NOMEM);
+	} else if (!broadcast(req, rep, t.kind == T_PROP ? store_prop_get(st, t.key, t.klen)
+							 : store_group_get(st, t.key, t.klen),
+			      p, &delivered, &full)) {
 		goto out;
 	}
-	full = NULL; /* o owns it now */
-	reply_json(rep, 202, o);
-	o = NULL;
+	jw_lit(&w, "{\"delivered\":");
+	jw_u64(&w, delivered);
+	if (!to) { /* a broadcast says which mailboxes were full */
+		jw_lit(&w, ",\"full\":[");
+		jw_raw(&w, full.buf, full.len);
+		jw_lit(&w, "]");
+	}
+	jw_lit(&w, "}");
+	if (full.oom)
+		w.oom = true;
+	reply_jw(rep, 202, &w);
 out:
-	cJSON_Delete(full);
-	cJSON_Delete(o);
+	free(full.buf);
 	store_payload_unref(p);
 	json_body_free(&b);
-}
-
-/* {"seq", "from", "to", "body"} of a message. */
-static cJSON *message_json(const struct store_msg *m)
-{
-	cJSON *o = cJSON_CreateObject();
-
-	if (o && cJSON_AddNumberToObject(o, "seq", (double)m->seq) &&
-	    (m->p->from[0] ? cJSON_AddStringToObject(o, "from", m->p->from) : cJSON_AddNullToObject(o, "from")) &&
-	    cJSON_AddRawToObject(o, "to", m->p->to) && cJSON_AddRawToObject(o, "body", m->p->body))
-		return o;
-	cJSON_Delete(o);
-	return NULL;
 }
 
 /* {"messages": [up to max after the acknowledged ones], "last_seq"}. */
 static void reply_messages(struct http_reply *rep, const struct store_session *s, size_t max)
 {
-	cJSON *o = cJSON_CreateObject(), *arr = o ? cJSON_AddArrayToObject(o, "messages") : NULL;
 	const struct store_msg *m;
+	struct jw w = { 0 };
 	size_t n = 0;
 
-	for (m = s->mq_head; arr && m && n < max; m = m->next, n++) {
-		cJSON *x = message_json(m);
-		if (!x || !cJSON_AddItemToArray(arr, x)) {
-			cJSON_Delete(x);
-			arr = NULL;
-		}
+	jw_lit(&w, "{\"messages\":[");
+	for (m = s->mq_head; m && n < max; m = m->next, n++) {
+		jw_lit(&w, n ? ",{\"seq\":" : "{\"seq\":");
+		jw_u64(&w, m->seq);
+		jw_lit(&w, ",\"from\":");
+		if (m->p->from[0])
+			jw_str(&w, m->p->from, STORE_ID_LEN);
+		else
+			jw_lit(&w, "null");
+		jw_lit(&w, ",\"to\":");
+		jw_raw(&w, m->p->to, m->p->tolen);
+		jw_lit(&w, ",\"body\":");
+		jw_raw(&w, m->p->body, m->p->blen);
+		jw_lit(&w, "}");
 	}
-	if (!arr || !cJSON_AddNumberToObject(o, "last_seq", (double)s->last_seq)) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	reply_json(rep, 200, o);
+	jw_lit(&w, "],\"last_seq\":");
+	jw_u64(&w, s->last_seq);
+	jw_lit(&w, "}");
+	reply_jw(rep, 200, &w);
 }
 
 void messages_receive(struct http_request *req, struct http_reply *rep)
