@@ -748,8 +748,8 @@ static void test_get_with_wait_times_out_404(void **state)
 static void test_unknown_route_404_not_found(void **state)
 {
 	static const char *const paths[] = {
-		"/", "/v1", "/v1/", "/v2/names/x", "/v1/namesx", "/v1/sessionsx", "/v1/sessions/", "/v1/sessions//heartbeat",
-		"/v1/sessions/abc/heartbeat/x", "/V1/names/x", "", "/healthz/",
+		"/v1", "/v1/", "/v2/names/x", "/v1/namesx", "/v1/sessionsx", "/v1/sessions/", "/v1/sessions//heartbeat",
+		"/v1/sessions/abc/heartbeat/x", "/V1/names/x", "", "/healthz/", "/ui/", "/ui/a/b",
 	};
 	struct hx *h = *state;
 	size_t i;
