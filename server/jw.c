@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool grow(struct jw *w, size_t more)
+bool jw_grow(struct jw *w, size_t more)
 {
 	size_t cap;
 	char *nb;
@@ -14,7 +14,7 @@ static bool grow(struct jw *w, size_t more)
 		return false;
 	if (w->len + more + 1 <= w->cap)
 		return true;
-	cap = w->cap ? w->cap : 256;
+	cap = w->cap ? w->cap : 2048;
 	while (cap < w->len + more + 1)
 		cap *= 2;
 	nb = realloc(w->buf, cap);
@@ -27,26 +27,13 @@ static bool grow(struct jw *w, size_t more)
 	return true;
 }
 
-void jw_raw(struct jw *w, const char *s, size_t n)
-{
-	if (!grow(w, n))
-		return;
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-}
-
-void jw_lit(struct jw *w, const char *s)
-{
-	jw_raw(w, s, strlen(s));
-}
-
 void jw_str(struct jw *w, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i, run = 0;
 
 	/* at most 6 bytes out per byte in, plus the quotes */
-	if (!grow(w, n * 6 + 2))
+	if (!jw_grow(w, n * 6 + 2))
 		return;
 	w->buf[w->len++] = '"';
 	for (i = 0; i < n; i++) {
@@ -95,7 +82,7 @@ char *jw_finish(struct jw *w, size_t *len)
 {
 	char *out;
 
-	if (!grow(w, 0)) {
+	if (!jw_grow(w, 0)) {
 		free(w->buf);
 		w->buf = NULL;
 		return NULL;

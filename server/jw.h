@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct jw {
 	char *buf;
@@ -15,11 +16,24 @@ struct jw {
 	bool oom; /* an append failed: the text is incomplete */
 };
 
-/* Appends s[0..n) as it is (JSON text, or punctuation). */
-void jw_raw(struct jw *w, const char *s, size_t n);
+/* Makes room for more bytes (and a NUL); false when out of memory. */
+bool jw_grow(struct jw *w, size_t more);
 
-/* Appends a NUL-terminated literal as it is. */
-void jw_lit(struct jw *w, const char *s);
+/* Appends s[0..n) as it is (JSON text, or punctuation). */
+static inline void jw_raw(struct jw *w, const char *s, size_t n)
+{
+	if (w->len + n + 1 > w->cap && !jw_grow(w, n))
+		return;
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+}
+
+/* Appends a NUL-terminated text as it is (inline, so a literal's length
+ * is known at compile time). */
+static inline void jw_lit(struct jw *w, const char *s)
+{
+	jw_raw(w, s, strlen(s));
+}
 
 /* Appends s[0..n) (UTF-8) as a quoted JSON string, escaping what must be. */
 void jw_str(struct jw *w, const char *s, size_t n);
