@@ -28,6 +28,10 @@ import test_await  # noqa: E402,F401
 import test_listing  # noqa: E402,F401
 import test_index  # noqa: E402,F401
 import test_http  # noqa: E402,F401
+import test_props  # noqa: E402,F401
+import test_groups  # noqa: E402,F401
+import test_messages  # noqa: E402,F401
+import test_events  # noqa: E402,F401
 
 OVERALL_LIMIT = 150.0  # seconds; the suite normally takes well under 60
 
