@@ -1,16 +1,180 @@
-/* ops: operational endpoints (health now; metrics and stats later). */
+/* ops: operations: health, Prometheus metrics, and the same counts as JSON. */
 #include "handlers.h"
 
+#include <stdio.h>
+
 #include "../server/reply.h"
+#include "../server/router.h"
 
 void ops_healthz(struct http_request *req, struct http_reply *rep)
 {
-	cJSON *o = cJSON_CreateObject();
+	struct jw w = { 0 };
 
 	(void)req;
-	if (o && !cJSON_AddStringToObject(o, "status", "ok")) {
-		cJSON_Delete(o);
-		o = NULL;
+	jw_lit(&w, "{\"status\":\"ok\"}");
+	reply_jw(rep, 200, &w);
+}
+
+static const char *const classes[5] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+
+/* A double as text ("%.17g" keeps it exact; +Inf for the last bound). */
+static void jw_double(struct jw *w, double v)
+{
+	char tmp[32];
+
+	if (v > 1e299)
+		jw_lit(w, "+Inf");
+	else
+		jw_raw(w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.17g", v));
+}
+
+static void gauge(struct jw *w, const char *name, const char *help, const char *type, uint64_t v)
+{
+	jw_lit(w, "# HELP ");
+	jw_lit(w, name);
+	jw_lit(w, " ");
+	jw_lit(w, help);
+	jw_lit(w, "\n# TYPE ");
+	jw_lit(w, name);
+	jw_lit(w, " ");
+	jw_lit(w, type);
+	jw_lit(w, "\n");
+	jw_lit(w, name);
+	jw_lit(w, " ");
+	jw_u64(w, v);
+	jw_lit(w, "\n");
+}
+
+void ops_metrics(struct http_request *req, struct http_reply *rep)
+{
+	const struct metrics *m = req->app->metrics;
+	struct store_stats s;
+	struct jw w = { 0 };
+	uint64_t cum = 0;
+	size_t r, c, nroutes = router_route_count();
+
+	store_get_stats(req->app->store, &s);
+	gauge(&w, "rollcall_sessions", "Live sessions.", "gauge", s.sessions);
+	gauge(&w, "rollcall_names", "Registered names.", "gauge", s.names);
+	gauge(&w, "rollcall_props", "Property entries (session, key).", "gauge", s.props);
+	gauge(&w, "rollcall_group_members", "Group memberships.", "gauge", s.group_members);
+	gauge(&w, "rollcall_queued_messages", "Messages waiting in mailboxes.", "gauge", s.queued);
+	jw_lit(&w, "# HELP rollcall_pending Requests waiting on the event loop, by kind.\n"
+		   "# TYPE rollcall_pending gauge\n");
+	jw_lit(&w, "rollcall_pending{kind=\"await\"} ");
+	jw_u64(&w, s.awaits);
+	jw_lit(&w, "\nrollcall_pending{kind=\"receive\"} ");
+	jw_u64(&w, s.receives);
+	jw_lit(&w, "\nrollcall_pending{kind=\"events\"} ");
+	jw_u64(&w, s.watchers);
+	jw_lit(&w, "\n");
+	gauge(&w, "rollcall_streams_open", "Open event streams.", "gauge", m->streams_open);
+	gauge(&w, "rollcall_expirations_total", "Sessions expired.", "counter", s.expirations);
+	gauge(&w, "rollcall_events_total", "Registry changes (events) since start.", "counter", s.index);
+	jw_lit(&w, "# HELP rollcall_requests_total Answers by route and status class.\n"
+		   "# TYPE rollcall_requests_total counter\n");
+	for (r = 0; r <= nroutes; r++) {
+		size_t slot = r < nroutes ? r : METRICS_ROUTES - 1;
+		for (c = 0; c < 5; c++) {
+			if (!m->requests[slot][c])
+				continue;
+			jw_lit(&w, "rollcall_requests_total{route=\"");
+			jw_lit(&w, router_route_name(r));
+			jw_lit(&w, "\",code=\"");
+			jw_lit(&w, classes[c]);
+			jw_lit(&w, "\"} ");
+			jw_u64(&w, m->requests[slot][c]);
+			jw_lit(&w, "\n");
+		}
 	}
-	reply_json(rep, 200, o);
+	jw_lit(&w, "# HELP rollcall_request_duration_seconds Time to answer requests that did not wait.\n"
+		   "# TYPE rollcall_request_duration_seconds histogram\n");
+	for (c = 0; c < METRICS_BUCKETS; c++) {
+		cum += m->latency[c];
+		jw_lit(&w, "rollcall_request_duration_seconds_bucket{le=\"");
+		jw_double(&w, metrics_bounds[c]);
+		jw_lit(&w, "\"} ");
+		jw_u64(&w, cum);
+		jw_lit(&w, "\n");
+	}
+	jw_lit(&w, "rollcall_request_duration_seconds_sum ");
+	jw_double(&w, m->latency_sum);
+	jw_lit(&w, "\nrollcall_request_duration_seconds_count ");
+	jw_u64(&w, m->latency_count);
+	jw_lit(&w, "\n");
+	reply_jw(rep, 200, &w);
+	rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static void num(struct jw *w, const char *name, uint64_t v, int comma)
+{
+	jw_lit(w, comma ? ",\"" : "\"");
+	jw_lit(w, name);
+	jw_lit(w, "\":");
+	jw_u64(w, v);
+}
+
+void ops_stats(struct http_request *req, struct http_reply *rep)
+{
+	const struct metrics *m = req->app->metrics;
+	struct store_stats s;
+	struct jw w = { 0 };
+	uint64_t total[5] = { 0 }, cum = 0;
+	size_t r, c, nroutes = router_route_count();
+	int first = 1;
+
+	store_get_stats(req->app->store, &s);
+	jw_lit(&w, "{");
+	num(&w, "sessions", s.sessions, 0);
+	num(&w, "names", s.names, 1);
+	num(&w, "props", s.props, 1);
+	num(&w, "group_members", s.group_members, 1);
+	num(&w, "queued_messages", s.queued, 1);
+	jw_lit(&w, ",\"pending\":{");
+	num(&w, "awaits", s.awaits, 0);
+	num(&w, "receives", s.receives, 1);
+	num(&w, "event_watchers", s.watchers, 1);
+	jw_lit(&w, "}");
+	num(&w, "streams_open", m->streams_open, 1);
+	num(&w, "expirations", s.expirations, 1);
+	num(&w, "events", s.index, 1);
+	num(&w, "events_kept", s.events_kept, 1);
+	jw_lit(&w, ",\"requests\":{\"by_route\":{");
+	for (r = 0; r <= nroutes; r++) {
+		size_t slot = r < nroutes ? r : METRICS_ROUTES - 1;
+		int any = 0;
+		for (c = 0; c < 5; c++)
+			any |= m->requests[slot][c] != 0;
+		if (!any)
+			continue;
+		jw_lit(&w, first ? "\"" : ",\"");
+		first = 0;
+		jw_lit(&w, router_route_name(r));
+		jw_lit(&w, "\":{");
+		for (c = 0; c < 5; c++) {
+			num(&w, classes[c], m->requests[slot][c], c > 0);
+			total[c] += m->requests[slot][c];
+		}
+		jw_lit(&w, "}");
+	}
+	jw_lit(&w, "}");
+	for (c = 0; c < 5; c++)
+		num(&w, classes[c], total[c], 1);
+	jw_lit(&w, "},\"latency_seconds\":{");
+	num(&w, "count", m->latency_count, 0);
+	jw_lit(&w, ",\"sum\":");
+	jw_double(&w, m->latency_sum);
+	jw_lit(&w, ",\"buckets\":[");
+	for (c = 0; c < METRICS_BUCKETS; c++) {
+		cum += m->latency[c];
+		jw_lit(&w, c ? ",{\"le\":" : "{\"le\":");
+		if (c == METRICS_BUCKETS - 1)
+			jw_lit(&w, "null");
+		else
+			jw_double(&w, metrics_bounds[c]);
+		num(&w, "count", cum, 1);
+		jw_lit(&w, "}");
+	}
+	jw_lit(&w, "]}}");
+	reply_jw(rep, 200, &w);
 }

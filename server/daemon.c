@@ -59,6 +59,8 @@ struct conn_req {
 	char *body;
 	size_t body_len, body_cap;
 	bool started, too_large, nomem, suspended, watching, client_gone;
+	bool waited;          /* was suspended at some point: not counted as latency */
+	struct timespec t0;   /* when the request arrived */
 	int fd;
 	struct http_request req;
 };
@@ -127,6 +129,7 @@ static void suspend(struct conn_req *r)
 
 	MHD_suspend_connection(r->conn);
 	r->suspended = true;
+	r->waited = true;
 	r->loop->suspended++;
 	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci) {
@@ -163,6 +166,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->conn = conn;
 	r->fd = -1;
 	r->req.app = l->app;
+	r->req.route = SIZE_MAX;
 	r->req.waiter.wake = on_wake;
 	r->req.waiter.timer.idx = TIMER_IDLE;
 	r->req.path = r->target;
@@ -189,8 +193,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	store_waiter_cancel(l->app->store, &r->req.waiter);
-	if (r->req.stream)
+	if (r->req.stream) {
 		r->req.stream->free(&r->req);
+		if (l->app->metrics)
+			l->app->metrics->streams_open--;
+	}
 	unwatch(r);
 	if (r->suspended)
 		l->suspended--;
@@ -266,6 +273,14 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, rep->etag);
 	if (rep->close || r->loop->app->shutting_down)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (r->loop->app->metrics) {
+		struct timespec t1;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		metrics_record(r->loop->app->metrics, r->req.route, rep->status, r->waited,
+			       (double)(t1.tv_sec - r->t0.tv_sec) + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e9);
+		if (rep->stream)
+			r->loop->app->metrics->streams_open++;
+	}
 	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
 	MHD_destroy_response(resp);
 	http_reply_clear(rep);
@@ -315,6 +330,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	if (!r->started) {
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		r->started = true;
+		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		r->req.method = router_method(method);
 		r->req.token = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Session-Token");
 		r->req.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);

@@ -10,6 +10,7 @@ int main(int argc, char **argv)
 {
 	struct config cfg;
 	struct store_config sc = { 0 };
+	static struct metrics metrics;
 	struct app app = { 0 };
 	int rc;
 
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
 	sc.event_buffer = cfg.event_buffer;
 	sc.random = daemon_random;
 	app.cfg = &cfg;
+	app.metrics = &metrics;
 	app.store = store_new(&sc);
 	if (!app.store) {
 		fprintf(stderr, "rollcall: out of memory\n");

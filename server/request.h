@@ -10,6 +10,7 @@
 
 #include "../store/store.h"
 #include "config.h"
+#include "metrics.h"
 
 enum http_method { HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_OTHER, HTTP_METHOD_COUNT };
 
@@ -17,6 +18,7 @@ enum http_method { HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_O
 struct app {
 	struct store *store;
 	const struct config *cfg;
+	struct metrics *metrics;
 	bool shutting_down;
 };
 
@@ -43,6 +45,8 @@ struct http_request {
 	struct store_waiter waiter;
 	/* a handler's own number, kept across a suspend (0 at first) */
 	uint64_t saved;
+	/* set by the dispatcher: the route's index in the table (SIZE_MAX: none) */
+	size_t route;
 	/* set by the dispatcher: the live session the token belongs to */
 	struct store_session *caller;
 	/* a streamed answer's state, owned by the stream (see http_stream) */

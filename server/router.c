@@ -3,6 +3,7 @@
  * be empty (so "/v1/names/" reaches the handler, which says invalid_key). */
 #include "router.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "../handlers/handlers.h"
@@ -19,6 +20,8 @@ static const struct route routes[] = {
 	{ "/", false, { [HTTP_GET] = ui_index }, "GET, HEAD" },
 	{ "/ui/*", false, { [HTTP_GET] = ui_file }, "GET, HEAD" },
 	{ "/healthz", false, { [HTTP_GET] = ops_healthz }, "GET, HEAD" },
+	{ "/metrics", false, { [HTTP_GET] = ops_metrics }, "GET, HEAD" },
+	{ "/v1/stats", true, { [HTTP_GET] = ops_stats }, "GET, HEAD" },
 	{ "/v1/sessions", true, { [HTTP_GET] = sessions_list, [HTTP_POST] = sessions_create }, "GET, HEAD, POST" },
 	{ "/v1/sessions/*", true, { [HTTP_GET] = sessions_get, [HTTP_DELETE] = sessions_delete }, "GET, HEAD, DELETE" },
 	{ "/v1/sessions/*/heartbeat", true, { [HTTP_POST] = sessions_heartbeat }, "POST" },
@@ -35,6 +38,18 @@ static const struct route routes[] = {
 	{ "/v1/groups/**", true, { [HTTP_GET] = groups_get, [HTTP_PUT] = groups_put, [HTTP_DELETE] = groups_delete },
 	  "GET, HEAD, PUT, DELETE" },
 };
+
+_Static_assert(sizeof(routes) / sizeof(routes[0]) < METRICS_ROUTES, "metrics need a slot per route and one for none");
+
+size_t router_route_count(void)
+{
+	return sizeof(routes) / sizeof(routes[0]);
+}
+
+const char *router_route_name(size_t i)
+{
+	return i < router_route_count() ? routes[i].pattern : "none";
+}
 
 enum http_method router_method(const char *m)
 {
@@ -88,9 +103,11 @@ void router_dispatch(struct http_request *req, struct http_reply *rep)
 	http_handler h;
 	size_t i;
 
+	req->route = SIZE_MAX;
 	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (match(routes[i].pattern, req->path, req->path_len, &req->param, &req->param_len)) {
 			r = &routes[i];
+			req->route = i;
 			break;
 		}
 	}

@@ -105,6 +105,21 @@ void store_free(struct store *st)
 }
 
 uint64_t store_index(const struct store *st) { return st->index; }
+
+void store_get_stats(const struct store *st, struct store_stats *out)
+{
+	out->sessions = st->sessions_by_id.count;
+	out->names = st->names.count;
+	out->props = st->props.entries;
+	out->group_members = st->groups.entries;
+	out->queued = st->queued;
+	out->awaits = st->n_kind[WK_AWAIT];
+	out->receives = st->n_kind[WK_RECEIVE];
+	out->watchers = st->n_kind[WK_EVENTS];
+	out->expirations = st->expirations;
+	out->index = st->index;
+	out->events_kept = st->index + 1 - st->oldest;
+}
 size_t store_session_count(const struct store *st) { return st->sessions_by_id.count; }
 size_t store_name_count(const struct store *st) { return st->names.count; }
 size_t store_waiter_count(const struct store *st) { return st->n_waiters; }
@@ -212,6 +227,8 @@ static void release_session(struct store *st, struct store_session *s, bool expi
 	hmap_remove(&st->sessions_by_id, &s->by_id);
 	hmap_remove(&st->sessions_by_token, &s->by_token);
 	skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
+	if (expired)
+		st->expirations++;
 	store_emit(st, expired ? STORE_EV_SESSION_EXPIRED : STORE_EV_SESSION_DELETED, s, NULL, 0, NULL, 0);
 	free(s->label);
 	free(s);
@@ -405,6 +422,7 @@ enum store_rc store_waiter_park(struct store *st, struct store_waiter *w, int ki
 	if (timer_heap_add(&st->timers, &w->timer))
 		return STORE_E_NOMEM;
 	w->kind = kind;
+	st->n_kind[kind]++;
 	w->gprev = NULL;
 	w->gnext = st->waiters;
 	if (st->waiters)
@@ -429,6 +447,7 @@ static void detach_waiter(struct store *st, struct store_waiter *w)
 		w->gnext->gprev = w->gprev;
 	w->gprev = w->gnext = NULL;
 	st->n_waiters--;
+	st->n_kind[w->kind]--;
 	if (w->kind == WK_RECEIVE) {
 		store_receive_detached(st, w);
 	} else if (w->kind == WK_EVENTS) {

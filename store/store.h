@@ -197,6 +197,17 @@ size_t store_name_count(const struct store *st);
 size_t store_prop_count(const struct store *st);  /* (session, key) entries */
 size_t store_member_count(const struct store *st); /* group memberships */
 
+/* What the registry holds and has done, for /metrics and /v1/stats. */
+struct store_stats {
+	size_t sessions, names, props, group_members, queued;
+	size_t awaits, receives, watchers; /* parked waiters by kind */
+	uint64_t expirations;              /* sessions expired since start */
+	uint64_t index;                    /* events since start */
+	uint64_t events_kept;
+};
+
+void store_get_stats(const struct store *st, struct store_stats *out);
+
 /* --- sessions --- */
 
 /* Creates a session with ttl seconds (0: the default) and an optional label

@@ -34,6 +34,8 @@ struct store {
 	struct store_multi props, groups;
 	struct timer_heap timers;
 	size_t n_waiters;
+	size_t n_kind[4];        /* parked waiters by kind (WK_*) */
+	uint64_t expirations;
 	struct store_waiter *waiters; /* every parked waiter, any kind */
 	uint64_t now;     /* the latest time the store was given */
 	size_t queued;    /* messages in all mailboxes */
