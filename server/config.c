@@ -22,6 +22,7 @@ void config_defaults(struct config *c)
 	c->max_queue = 10000;
 	c->max_waiters = 50000;
 	c->event_buffer = 65536;
+	c->idle_timeout = 60;
 	c->max_connections = 10000;
 }
 
@@ -39,6 +40,13 @@ static const char usage[] =
 	"  --max-waiters N        most pending long-polls, server-wide (default 50000)\n"
 	"  --event-buffer N       recent events kept for watchers to resume from (default 65536)\n"
 	"  --max-connections N    most open client connections (default 10000)\n"
+	"  --idle-timeout S       close a connection idle this long; waiting long-polls\n"
+	"                         and streams are not idle (default 60)\n"
+	"  --auth-token T         every /v1 request and /metrics needs\n"
+	"                         Authorization: Bearer T (or $ROLLCALL_AUTH_TOKEN)\n"
+	"  --read-token R         a token for reads and the event stream only\n"
+	"                         (or $ROLLCALL_READ_TOKEN; needs --auth-token)\n"
+	"  --log-requests         an access log line per request on stderr\n"
 	"  --help                 this text\n"
 	"  --version              the version\n";
 
@@ -83,6 +91,19 @@ static int parse_listen(struct config *c, const char *s)
 	return 0;
 }
 
+/* A token: 1 to 200 visible ASCII characters (it travels in a header). */
+static bool token_ok(const char *t)
+{
+	size_t n = 0;
+
+	if (!t)
+		return false;
+	for (; t[n]; n++)
+		if (t[n] <= ' ' || t[n] > '~')
+			return false;
+	return n >= 1 && n <= 200;
+}
+
 enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, FILE *err)
 {
 	bool default_ttl_given = false;
@@ -100,6 +121,10 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 		if (!strcmp(flag, "--version")) {
 			fprintf(out, "rollcall %s\n", ROLLCALL_VERSION);
 			return CONFIG_EXIT_OK;
+		}
+		if (!strcmp(flag, "--log-requests")) {
+			c->log_requests = true;
+			continue; /* takes no value */
 		}
 		if (!strcmp(flag, "--listen")) {
 			bad = !val || parse_listen(c, val);
@@ -131,6 +156,15 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 		} else if (!strcmp(flag, "--event-buffer")) {
 			bad = parse_num(val, 1, 1u << 26, &v);
 			c->event_buffer = (size_t)v;
+		} else if (!strcmp(flag, "--idle-timeout")) {
+			bad = parse_num(val, 1, 86400, &v);
+			c->idle_timeout = (unsigned)v;
+		} else if (!strcmp(flag, "--auth-token")) {
+			bad = !token_ok(val);
+			c->auth_token = val;
+		} else if (!strcmp(flag, "--read-token")) {
+			bad = !token_ok(val);
+			c->read_token = val;
 		} else if (!strcmp(flag, "--max-connections")) {
 			bad = parse_num(val, 1, 1000000, &v);
 			c->max_connections = (size_t)v;
@@ -146,6 +180,22 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 			return CONFIG_EXIT_USAGE;
 		}
 		i++;
+	}
+	if (!c->auth_token && getenv("ROLLCALL_AUTH_TOKEN") && *getenv("ROLLCALL_AUTH_TOKEN"))
+		c->auth_token = getenv("ROLLCALL_AUTH_TOKEN");
+	if (!c->read_token && getenv("ROLLCALL_READ_TOKEN") && *getenv("ROLLCALL_READ_TOKEN"))
+		c->read_token = getenv("ROLLCALL_READ_TOKEN");
+	if ((c->auth_token && !token_ok(c->auth_token)) || (c->read_token && !token_ok(c->read_token))) {
+		fprintf(err, "rollcall: a token is 1 to 200 printable characters without spaces\n");
+		return CONFIG_EXIT_USAGE;
+	}
+	if (c->read_token && !c->auth_token) {
+		fprintf(err, "rollcall: --read-token needs --auth-token\n");
+		return CONFIG_EXIT_USAGE;
+	}
+	if (c->read_token && !strcmp(c->read_token, c->auth_token)) {
+		fprintf(err, "rollcall: --read-token must differ from --auth-token\n");
+		return CONFIG_EXIT_USAGE;
 	}
 	/* --max-ttl 10 alone lowers the default with it; only an explicit
 	 * --default-ttl over --max-ttl is a contradiction. */

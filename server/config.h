@@ -2,6 +2,7 @@
 #ifndef ROLLCALL_CONFIG_H
 #define ROLLCALL_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -20,6 +21,10 @@ struct config {
 	size_t max_waiters; /* pending long-polls, server-wide */
 	size_t event_buffer; /* events kept for watchers that resume */
 	size_t max_connections;
+	unsigned idle_timeout;  /* seconds a connection may sit idle (not waiting) */
+	const char *auth_token; /* every /v1 request and /metrics needs it, or NULL */
+	const char *read_token; /* reads and the event stream only, or NULL */
+	bool log_requests;      /* an access log line per request on stderr */
 };
 
 /* The defaults of api.md. */

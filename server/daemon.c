@@ -60,6 +60,7 @@ struct conn_req {
 	size_t body_len, body_cap;
 	bool started, too_large, nomem, suspended, watching, client_gone;
 	bool waited;          /* was suspended at some point: not counted as latency */
+	const char *method;   /* as sent; MHD keeps it for the request's life */
 	struct timespec t0;   /* when the request arrived */
 	int fd;
 	struct http_request req;
@@ -230,6 +231,43 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	return 0;
 }
 
+/* An access log line: client, method, target (as sent), status, body bytes,
+ * milliseconds since the request arrived. Control bytes in the target are
+ * shown as '?', so a log line stays one line. */
+static void log_request(struct conn_req *r, const struct http_reply *rep)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char addr[INET6_ADDRSTRLEN] = "-", target[256];
+	struct timespec t1;
+	size_t i;
+
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, addr, sizeof(addr));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, addr, sizeof(addr));
+	}
+	const char *tok = strstr(r->target, "access_token=");
+	size_t k = 0;
+
+	for (i = 0; r->target[i] && k < sizeof(target) - 4; i++) {
+		if (tok && r->target + i == tok + 13) { /* a token is not for logs */
+			memcpy(target + k, "***", 3);
+			k += 3;
+			while (r->target[i + 1] && r->target[i + 1] != '&')
+				i++;
+			continue;
+		}
+		target[k++] = (unsigned char)r->target[i] < 0x20 || r->target[i] == 0x7f ? '?' : r->target[i];
+	}
+	target[k] = '\0';
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fprintf(stderr, "rollcall: access: %s %s %s %d %zu %.3fms\n", addr, r->method ? r->method : "-", target,
+		rep->status, rep->stream ? (size_t)0 : rep->body_len,
+		(double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6);
+}
+
 static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 {
 	struct MHD_Response *resp;
@@ -271,6 +309,8 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, rep->cache_control);
 	if (rep->etag)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, rep->etag);
+	if (rep->www_authenticate)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, rep->www_authenticate);
 	if (rep->close || r->loop->app->shutting_down)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	if (r->loop->app->metrics) {
@@ -281,6 +321,8 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 		if (rep->stream)
 			r->loop->app->metrics->streams_open++;
 	}
+	if (r->loop->app->cfg->log_requests)
+		log_request(r, rep);
 	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
 	MHD_destroy_response(resp);
 	http_reply_clear(rep);
@@ -332,10 +374,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->started = true;
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		r->req.method = router_method(method);
+		r->method = method;
 		r->req.token = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Session-Token");
 		r->req.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
 		r->req.last_event_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
 		r->req.if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+		r->req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)
 			return send_error(r, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-body bytes.", true);
 		return MHD_YES;
@@ -452,6 +496,8 @@ int daemon_run(struct app *app)
 				 MHD_OPTION_URI_LOG_CALLBACK, on_uri, &l,
 				 MHD_OPTION_NOTIFY_COMPLETED, on_completed, &l,
 				 MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+				 /* suspended connections (long-polls, idle streams) do not time out */
+				 MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout,
 				 MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 				 MHD_OPTION_END);
 	if (!l.mhd) {

@@ -6,6 +6,15 @@
 #include "daemon.h"
 #include "request.h"
 
+/* One info line per lease expiry. */
+static void log_expiry(void *ctx, const struct store_session *s)
+{
+	(void)ctx;
+	fprintf(stderr, "rollcall: info: session %s%s%s%s expired (ttl %u s), releasing %zu names, %zu props, %zu groups, %zu queued messages\n",
+		s->id, s->label ? " (" : "", s->label ? s->label : "", s->label ? ")" : "", s->ttl, s->n_names,
+		s->n_props, s->n_groups, s->queued);
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -31,6 +40,7 @@ int main(int argc, char **argv)
 	sc.max_waiters = cfg.max_waiters;
 	sc.event_buffer = cfg.event_buffer;
 	sc.random = daemon_random;
+	sc.expired = log_expiry;
 	app.cfg = &cfg;
 	app.metrics = &metrics;
 	app.store = store_new(&sc);

@@ -15,6 +15,8 @@ static const struct {
 	[ERR_INVALID_KEY] = { 400, "invalid_key", "A key must be 1 to 512 bytes of UTF-8 with no control characters." },
 	[ERR_INVALID_TTL] = { 400, "invalid_ttl", "ttl must be a whole number of seconds from 1 to the server's maximum." },
 	[ERR_MISSING_TOKEN] = { 401, "missing_token", "This request needs an X-Session-Token header." },
+	[ERR_UNAUTHORIZED] = { 401, "unauthorized", "This server needs Authorization: Bearer <token>." },
+	[ERR_READ_ONLY] = { 403, "read_only", "The read token allows reads and the event stream only." },
 	[ERR_BAD_TOKEN] = { 403, "bad_token", "The session token is unknown, expired, or not this session's." },
 	[ERR_NOT_OWNER] = { 403, "not_owner", "Another session holds this name." },
 	[ERR_NOT_FOUND] = { 404, "not_found", "No such route." },

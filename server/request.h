@@ -34,6 +34,7 @@ struct http_request {
 	const char *accept; /* Accept, or NULL */
 	const char *last_event_id; /* Last-Event-ID, or NULL */
 	const char *if_none_match; /* If-None-Match, or NULL */
+	const char *authorization; /* Authorization, or NULL */
 	const char *body;   /* the whole body (at most --max-body bytes) */
 	size_t body_len;
 	uint64_t now;       /* ms, monotonic */
@@ -75,6 +76,7 @@ struct http_reply {
 	const char *content_type; /* static; NULL means JSON */
 	const char *allow;   /* static; the Allow header of a 405 */
 	const char *cache_control; /* static, or NULL for none */
+	const char *www_authenticate; /* static, or NULL for none */
 	bool with_index;     /* add X-Rollcall-Index */
 	uint64_t index;
 	bool suspend;        /* the handler parked req->waiter: suspend the connection */

@@ -5,37 +5,46 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../handlers/handlers.h"
 #include "reply.h"
+#include "uri.h"
+
+/* Who may call a route when the server has --auth-token. */
+enum access {
+	OPEN,     /* anyone: the dashboard's files and /healthz */
+	API,      /* reads (GET, HEAD) with the read or the full token, the rest with the full token */
+	API_RW,   /* the full token even to GET: the receive acknowledges messages */
+};
 
 struct route {
 	const char *pattern;
-	bool v1; /* a registry route: answers carry X-Rollcall-Index */
+	enum access access;
 	http_handler h[HTTP_METHOD_COUNT];
 	const char *allow;
 };
 
 static const struct route routes[] = {
-	{ "/", false, { [HTTP_GET] = ui_index }, "GET, HEAD" },
-	{ "/ui/*", false, { [HTTP_GET] = ui_file }, "GET, HEAD" },
-	{ "/healthz", false, { [HTTP_GET] = ops_healthz }, "GET, HEAD" },
-	{ "/metrics", false, { [HTTP_GET] = ops_metrics }, "GET, HEAD" },
-	{ "/v1/stats", true, { [HTTP_GET] = ops_stats }, "GET, HEAD" },
-	{ "/v1/sessions", true, { [HTTP_GET] = sessions_list, [HTTP_POST] = sessions_create }, "GET, HEAD, POST" },
-	{ "/v1/sessions/*", true, { [HTTP_GET] = sessions_get, [HTTP_DELETE] = sessions_delete }, "GET, HEAD, DELETE" },
-	{ "/v1/sessions/*/heartbeat", true, { [HTTP_POST] = sessions_heartbeat }, "POST" },
-	{ "/v1/sessions/*/messages", true, { [HTTP_GET] = messages_receive }, "GET, HEAD" },
-	{ "/v1/send", true, { [HTTP_POST] = messages_send }, "POST" },
-	{ "/v1/events", true, { [HTTP_GET] = events_get }, "GET, HEAD" },
-	{ "/v1/names", true, { [HTTP_GET] = names_list }, "GET, HEAD" },
-	{ "/v1/names/**", true, { [HTTP_GET] = names_get, [HTTP_PUT] = names_put, [HTTP_DELETE] = names_delete },
+	{ "/", OPEN, { [HTTP_GET] = ui_index }, "GET, HEAD" },
+	{ "/ui/*", OPEN, { [HTTP_GET] = ui_file }, "GET, HEAD" },
+	{ "/healthz", OPEN, { [HTTP_GET] = ops_healthz }, "GET, HEAD" },
+	{ "/metrics", API, { [HTTP_GET] = ops_metrics }, "GET, HEAD" },
+	{ "/v1/stats", API, { [HTTP_GET] = ops_stats }, "GET, HEAD" },
+	{ "/v1/sessions", API, { [HTTP_GET] = sessions_list, [HTTP_POST] = sessions_create }, "GET, HEAD, POST" },
+	{ "/v1/sessions/*", API, { [HTTP_GET] = sessions_get, [HTTP_DELETE] = sessions_delete }, "GET, HEAD, DELETE" },
+	{ "/v1/sessions/*/heartbeat", API, { [HTTP_POST] = sessions_heartbeat }, "POST" },
+	{ "/v1/sessions/*/messages", API_RW, { [HTTP_GET] = messages_receive }, "GET, HEAD" },
+	{ "/v1/send", API, { [HTTP_POST] = messages_send }, "POST" },
+	{ "/v1/events", API, { [HTTP_GET] = events_get }, "GET, HEAD" },
+	{ "/v1/names", API, { [HTTP_GET] = names_list }, "GET, HEAD" },
+	{ "/v1/names/**", API, { [HTTP_GET] = names_get, [HTTP_PUT] = names_put, [HTTP_DELETE] = names_delete },
 	  "GET, HEAD, PUT, DELETE" },
-	{ "/v1/props", true, { [HTTP_GET] = props_list }, "GET, HEAD" },
-	{ "/v1/props/**", true, { [HTTP_GET] = props_get, [HTTP_PUT] = props_put, [HTTP_DELETE] = props_delete },
+	{ "/v1/props", API, { [HTTP_GET] = props_list }, "GET, HEAD" },
+	{ "/v1/props/**", API, { [HTTP_GET] = props_get, [HTTP_PUT] = props_put, [HTTP_DELETE] = props_delete },
 	  "GET, HEAD, PUT, DELETE" },
-	{ "/v1/groups", true, { [HTTP_GET] = groups_list }, "GET, HEAD" },
-	{ "/v1/groups/**", true, { [HTTP_GET] = groups_get, [HTTP_PUT] = groups_put, [HTTP_DELETE] = groups_delete },
+	{ "/v1/groups", API, { [HTTP_GET] = groups_list }, "GET, HEAD" },
+	{ "/v1/groups/**", API, { [HTTP_GET] = groups_get, [HTTP_PUT] = groups_put, [HTTP_DELETE] = groups_delete },
 	  "GET, HEAD, PUT, DELETE" },
 };
 
@@ -96,6 +105,58 @@ static bool match(const char *pat, const char *path, size_t plen, const char **p
 	return p == end;
 }
 
+/* The bearer token of the request: "Authorization: Bearer T", else the
+ * query's access_token (EventSource cannot set headers), decoded into buf.
+ * NULL when there is none. */
+static const char *bearer(const struct http_request *req, char *buf, size_t cap, size_t *len)
+{
+	const char *v;
+	size_t n;
+
+	if (req->authorization && !strncasecmp(req->authorization, "Bearer ", 7)) {
+		v = req->authorization + 7;
+		while (*v == ' ')
+			v++;
+		*len = strlen(v);
+		return v;
+	}
+	if (uri_query_find(req->query, req->query_len, "access_token", &v, &n) &&
+	    uri_decode(v, n, true, buf, cap, len))
+		return buf;
+	return NULL;
+}
+
+static bool token_is(const char *t, size_t n, const char *want)
+{
+	return want && strlen(want) == n && hmap_ct_equal(t, want, n);
+}
+
+/* With --auth-token, every API route needs a token: the full one, or the
+ * read one for reads. 401 unauthorized / 403 read_only otherwise. */
+static bool authorized(struct http_request *req, struct http_reply *rep, const struct route *r)
+{
+	const struct config *cfg = req->app->cfg;
+	char buf[256];
+	const char *t;
+	size_t n = 0;
+	bool read = r->access == API && (req->method == HTTP_GET || req->method == HTTP_HEAD);
+
+	if (!cfg->auth_token)
+		return true;
+	t = bearer(req, buf, sizeof(buf), &n);
+	if (t && token_is(t, n, cfg->auth_token))
+		return true;
+	if (t && token_is(t, n, cfg->read_token)) {
+		if (read)
+			return true;
+		reply_error(rep, ERR_READ_ONLY, NULL);
+		return false;
+	}
+	rep->www_authenticate = "Bearer realm=\"rollcall\"";
+	reply_error(rep, ERR_UNAUTHORIZED, NULL);
+	return false;
+}
+
 void router_dispatch(struct http_request *req, struct http_reply *rep)
 {
 	const struct route *r = NULL;
@@ -123,6 +184,8 @@ void router_dispatch(struct http_request *req, struct http_reply *rep)
 		reply_error(rep, ERR_METHOD_NOT_ALLOWED, NULL);
 		return;
 	}
+	if (r->access != OPEN && !authorized(req, rep, r))
+		return;
 	if (app->shutting_down && !req->wake) {
 		rep->close = true;
 		reply_error(rep, ERR_SHUTTING_DOWN, NULL);
@@ -137,7 +200,7 @@ void router_dispatch(struct http_request *req, struct http_reply *rep)
 			store_session_touch(app->store, req->now, req->caller);
 	}
 	h(req, rep);
-	if (r->v1) {
+	if (req->path_len >= 3 && !memcmp(req->path, "/v1", 3)) {
 		rep->with_index = true;
 		rep->index = store_index(app->store);
 	}

@@ -214,6 +214,8 @@ static void release_session(struct store *st, struct store_session *s, bool expi
 {
 	struct store_name *n;
 
+	if (expired && st->cfg.expired)
+		st->cfg.expired(st->cfg.expired_ctx, s);
 	if (s->receiver) /* its pending receive ends: the session is gone */
 		store_waiter_wake(st, s->receiver, STORE_WAKE_GONE);
 	store_mailbox_clear(st, s);

@@ -173,6 +173,10 @@ struct store_config {
 	size_t max_waiters; /* parked waiters (awaits, receives, watchers); 0: no limit */
 	size_t event_buffer; /* events kept; 0: 65,536 */
 	size_t event_bytes;  /* bytes of events kept; 0: 64 MiB */
+	/* Called for each session that expires, just before its release (the
+	 * server logs it); may be NULL. Must not call back into the store. */
+	void (*expired)(void *ctx, const struct store_session *s);
+	void *expired_ctx;
 	/* Fills buf with len random bytes (getrandom(2) in the server). */
 	void (*random)(void *ctx, void *buf, size_t len);
 	void *random_ctx;
