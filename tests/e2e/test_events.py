@@ -6,11 +6,12 @@ here, so that nothing of the wire format is taken on trust."""
 
 import json
 import random
+import signal
 import socket
 import threading
 import time
 
-from harness import (HOST, Fail, Server, check, eq, expect_error, expect_json,
+from harness import (HOST, Client, Fail, Server, check, eq, expect_error, expect_json,
                      expect_status, in_thread, q, test)
 
 EVENT_TYPES = {"session_created", "session_expired", "session_deleted",
@@ -33,6 +34,7 @@ class Event:
         check(d["id"].isdigit(), f"event id {d['id']!r} is not an index")
         self.id = int(d["id"])
         self.type = d["event"]
+        check(self.type in EVENT_TYPES | {"reset"}, f"unknown event type {self.type!r}")
         try:
             self.data = json.loads(d["data"])
         except ValueError as e:
@@ -225,6 +227,7 @@ def stream(ctx, server, query="", **kw):
 
 
 def ctx_streams(ctx):
+    """The test's streams, closed when the test ends."""
     if not hasattr(ctx, "_event_streams"):
         ctx._event_streams = []
         orig = ctx.cleanup
@@ -763,7 +766,7 @@ class Mirror:
         self.st = None
 
     def list(self):
-        self.c = ClientFor(self.srv)
+        self.c = Client(self.srv)
         r = self.c.get("/v1/names?limit=1000")
         body = expect_json(r, 200)
         check(body["next"] is None, "over 1000 names: the listing needs a second page")
@@ -815,11 +818,6 @@ class Mirror:
                 check(body["last"] >= want_last, f"last {body['last']} vs events {want_last}")
 
 
-def ClientFor(srv):
-    from harness import Client
-    return Client(srv, timeout=10)
-
-
 @test
 def test_list_then_follow(ctx):
     srv = ctx.start()
@@ -829,7 +827,7 @@ def test_list_then_follow(ctx):
 
     def writer(tid):
         try:
-            c = ClientFor(srv)
+            c = Client(srv)
             s = c.session(ttl=60)
             held = set()
             rnd = random.Random(tid)
@@ -848,7 +846,7 @@ def test_list_then_follow(ctx):
     def churner():
         # sessions that hold a few names, then go at once (delete)
         try:
-            c = ClientFor(srv)
+            c = Client(srv)
             i = 0
             while not stop_writes.is_set():
                 s = c.session(ttl=60)
@@ -880,7 +878,7 @@ def test_list_then_follow(ctx):
             t.join(5)
     if errors:
         raise errors[0]
-    c = ClientFor(srv)
+    c = Client(srv)
     r = c.get("/v1/names?limit=1000")
     body = expect_json(r, 200)
     check(body["next"] is None, "over 1000 names")
@@ -953,7 +951,7 @@ def test_sigterm_ends_streams(ctx):
         check(st.next_event(3) is not None, "a stream missed the change")
     time.sleep(0.2)
     t0 = time.monotonic()
-    srv.proc.send_signal(15)
+    srv.proc.send_signal(signal.SIGTERM)
     for i, st in enumerate(streams):
         check(st.wait_end(max(0.05, t0 + 1.5 - time.monotonic())),
               f"stream {i} still open {time.monotonic() - t0:.2f} s after SIGTERM")
@@ -986,7 +984,7 @@ def test_sigterm_with_stalled_reader(ctx):
     time.sleep(0.3)
     expect_json(c.healthz(), 200)
     t0 = time.monotonic()
-    srv.proc.send_signal(15)
+    srv.proc.send_signal(signal.SIGTERM)
     try:
         rc = srv.proc.wait(1.5)
     except Exception:
