@@ -37,6 +37,37 @@ void groups_list(struct http_request *req, struct http_reply *rep);
 void messages_send(struct http_request *req, struct http_reply *rep);
 void messages_receive(struct http_request *req, struct http_reply *rep);
 
+/* A message's target, from the body's "to". */
+enum target_kind { T_NAME, T_SESSION, T_PROP, T_GROUP };
+struct target {
+	enum target_kind kind;
+	const char *key; /* decoded, NUL-terminated (points into the parsed body) */
+	size_t klen;
+	bool pick;       /* a group target with "pick": one member */
+	enum store_pick how;
+	const char *hash_key;
+	size_t hklen;
+};
+
+/* Reads "to": exactly one of name, session, prop, group (with an optional
+ * pick and hash_key for a group). 400 bad_request or invalid_key. */
+bool need_target(const struct json_body *b, struct http_reply *rep, struct target *t);
+
+/* What send and call share: an unknown token is 403; the body is parsed;
+ * "to" is read; "body" (*body, NULL when absent) is at most --max-value. */
+bool need_message(struct http_request *req, struct http_reply *rep, struct json_body *b, struct target *t,
+		  const struct json_member **body);
+
+/* The one session t names (a name's holder, a session, a picked member),
+ * or NULL for a broadcast: 404 name_not_found, session_not_found,
+ * group_empty answered. */
+bool target_single(struct http_request *req, struct http_reply *rep, const struct target *t,
+		   struct store_session **to);
+
+/* calls.c */
+void calls_start(struct http_request *req, struct http_reply *rep);
+void calls_reply(struct http_request *req, struct http_reply *rep);
+
 /* events.c */
 void events_get(struct http_request *req, struct http_reply *rep);
 

@@ -9,18 +9,6 @@
 #include "../server/reply.h"
 #include "../server/uri.h"
 
-enum target_kind { T_NAME, T_SESSION, T_PROP, T_GROUP };
-
-struct target {
-	enum target_kind kind;
-	const char *key; /* decoded, NUL-terminated (points into the parsed body) */
-	size_t klen;
-	bool pick;
-	enum store_pick how;
-	const char *hash_key;
-	size_t hklen;
-};
-
 /* A string member of the target object, checked as a key: 400 invalid_key. */
 static bool target_key(const cJSON *v, struct http_reply *rep, const char **key, size_t *klen)
 {
@@ -42,7 +30,7 @@ static bool target_key(const cJSON *v, struct http_reply *rep, const char **key,
 
 /* Reads "to": exactly one of name, session, prop, group (with an optional
  * pick and hash_key for a group). 400 bad_request or invalid_key. */
-static bool parse_target(const struct json_body *b, struct http_reply *rep, struct target *t)
+bool need_target(const struct json_body *b, struct http_reply *rep, struct target *t)
 {
 	static const char *const kinds[] = { "name", "session", "prop", "group" };
 	const struct json_member *raw = json_body_member(b, "to");
@@ -124,6 +112,64 @@ static bool broadcast(struct http_request *req, struct http_reply *rep, struct s
 	return true;
 }
 
+bool target_single(struct http_request *req, struct http_reply *rep, const struct target *t,
+		   struct store_session **to)
+{
+	struct store *st = req->app->store;
+	struct store_entry *e;
+	struct store_name *n;
+	enum store_rc rc;
+
+	*to = NULL;
+	switch (t->kind) {
+	case T_NAME:
+		n = store_name_get(st, t->key, t->klen);
+		if (!n) {
+			reply_error(rep, ERR_NAME_NOT_FOUND, NULL);
+			return false;
+		}
+		*to = n->owner;
+		break;
+	case T_SESSION:
+		*to = store_session_find(st, req->now, t->key, t->klen);
+		if (!*to) {
+			reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
+			return false;
+		}
+		break;
+	case T_GROUP:
+		if (!t->pick)
+			break;
+		rc = store_group_pick(st, t->key, t->klen, t->how, t->hash_key, t->hklen, &e);
+		if (rc != STORE_OK) {
+			reply_store_error(rep, rc);
+			return false;
+		}
+		*to = e->session;
+		break;
+	case T_PROP:
+		break;
+	}
+	return true;
+}
+
+bool need_message(struct http_request *req, struct http_reply *rep, struct json_body *b, struct target *t,
+		  const struct json_member **body)
+{
+	if (req->token && !req->caller) {
+		reply_error(rep, ERR_BAD_TOKEN, NULL);
+		return false;
+	}
+	if (!need_body(req, rep, b) || !need_target(b, rep, t))
+		return false;
+	*body = json_body_member(b, "body");
+	if (*body && (*body)->vlen > req->app->cfg->max_value) {
+		reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-value bytes.");
+		return false;
+	}
+	return true;
+}
+
 void messages_send(struct http_request *req, struct http_reply *rep)
 {
 	struct store *st = req->app->store;
@@ -131,54 +177,14 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 	const struct json_member *body;
 	struct store_session *to = NULL;
 	struct store_payload *p = NULL;
-	struct store_entry *e;
-	struct store_name *n;
 	struct target t;
 	enum store_rc rc;
 	size_t delivered = 0;
 	struct jw w = { 0 }, full = { 0 };
 
-	if (req->token && !req->caller) {
-		reply_error(rep, ERR_BAD_TOKEN, NULL);
-		return;
-	}
-	if (!need_body(req, rep, &b) || !parse_target(&b, rep, &t))
-		goto out;
-	body = json_body_member(&b, "body");
-	if (body && body->vlen > req->app->cfg->max_value) {
-		reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-value bytes.");
-		goto out;
-	}
 	/* One receiver, found first, so that a missing one is a 404. */
-	switch (t.kind) {
-	case T_NAME:
-		n = store_name_get(st, t.key, t.klen);
-		if (!n) {
-			reply_error(rep, ERR_NAME_NOT_FOUND, NULL);
-			goto out;
-		}
-		to = n->owner;
-		break;
-	case T_SESSION:
-		to = store_session_find(st, req->now, t.key, t.klen);
-		if (!to) {
-			reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
-			goto out;
-		}
-		break;
-	case T_GROUP:
-		if (!t.pick)
-			break;
-		rc = store_group_pick(st, t.key, t.klen, t.how, t.hash_key, t.hklen, &e);
-		if (rc != STORE_OK) {
-			reply_store_error(rep, rc);
-			goto out;
-		}
-		to = e->session;
-		break;
-	case T_PROP:
-		break;
-	}
+	if (!need_message(req, rep, &b, &t, &body) || !target_single(req, rep, &t, &to))
+		goto out;
 	p = store_payload_new(req->caller ? req->caller->id : NULL, json_body_member(&b, "to")->value,
 			      json_body_member(&b, "to")->vlen, body ? body->value : "null", body ? body->vlen : 4);
 	if (!p) {
@@ -234,6 +240,10 @@ static void reply_messages(struct http_reply *rep, const struct store_session *s
 		jw_raw(&w, m->p->to, m->p->tolen);
 		jw_lit(&w, ",\"body\":");
 		jw_raw(&w, m->p->body, m->p->blen);
+		if (m->p->reply_to[0]) {
+			jw_lit(&w, ",");
+			jw_field(&w, "reply_to", m->p->reply_to, STORE_CALL_ID_LEN);
+		}
 		jw_lit(&w, "}");
 	}
 	jw_lit(&w, "],\"last_seq\":");

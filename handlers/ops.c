@@ -69,6 +69,17 @@ void ops_metrics(struct http_request *req, struct http_reply *rep)
 	jw_u64(&w, s.watchers);
 	jw_lit(&w, "\n");
 	gauge(&w, "rollcall_streams_open", "Open event streams.", "gauge", m->streams_open);
+	gauge(&w, "rollcall_calls_pending", "Calls waiting for their reply.", "gauge", s.calls_pending);
+	jw_lit(&w, "# HELP rollcall_calls_total Calls ended, by how.\n# TYPE rollcall_calls_total counter\n");
+	jw_lit(&w, "rollcall_calls_total{result=\"answered\"} ");
+	jw_u64(&w, s.calls_answered);
+	jw_lit(&w, "\nrollcall_calls_total{result=\"timed_out\"} ");
+	jw_u64(&w, s.calls_timed_out);
+	jw_lit(&w, "\nrollcall_calls_total{result=\"receiver_gone\"} ");
+	jw_u64(&w, s.calls_receiver_gone);
+	jw_lit(&w, "\nrollcall_calls_total{result=\"caller_gone\"} ");
+	jw_u64(&w, s.calls_caller_gone);
+	jw_lit(&w, "\n");
 	gauge(&w, "rollcall_expirations_total", "Sessions expired.", "counter", s.expirations);
 	gauge(&w, "rollcall_events_total", "Registry changes (events) since start.", "counter", s.index);
 	jw_lit(&w, "# HELP rollcall_requests_total Answers by route and status class.\n"
@@ -136,6 +147,13 @@ void ops_stats(struct http_request *req, struct http_reply *rep)
 	num(&w, "event_watchers", s.watchers, 1);
 	jw_lit(&w, "}");
 	num(&w, "streams_open", m->streams_open, 1);
+	jw_lit(&w, ",\"calls\":{");
+	num(&w, "pending", s.calls_pending, 0);
+	num(&w, "answered", s.calls_answered, 1);
+	num(&w, "timed_out", s.calls_timed_out, 1);
+	num(&w, "receiver_gone", s.calls_receiver_gone, 1);
+	num(&w, "caller_gone", s.calls_caller_gone, 1);
+	jw_lit(&w, "}");
 	num(&w, "expirations", s.expirations, 1);
 	num(&w, "events", s.index, 1);
 	num(&w, "events_kept", s.events_kept, 1);

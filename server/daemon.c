@@ -194,6 +194,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	store_waiter_cancel(l->app->store, &r->req.waiter);
+	if (r->req.cleanup)
+		r->req.cleanup(&r->req);
 	if (r->req.stream) {
 		r->req.stream->free(&r->req);
 		if (l->app->metrics)

@@ -23,6 +23,9 @@ static const struct {
 	[ERR_SESSION_NOT_FOUND] = { 404, "session_not_found", "No such session: it never existed, expired, or was deleted." },
 	[ERR_NAME_NOT_FOUND] = { 404, "name_not_found", "No session holds this name." },
 	[ERR_NOT_HELD] = { 404, "not_held", "The session does not hold this key." },
+	[ERR_CALL_NOT_FOUND] = { 404, "call_not_found", "No call waits for this reply: unknown, answered, timed out, or its caller left." },
+	[ERR_RECEIVER_GONE] = { 503, "receiver_gone", "The called session ended before it replied." },
+	[ERR_CALL_TIMEOUT] = { 504, "call_timeout", "No reply came before timeout_ms." },
 	[ERR_GROUP_EMPTY] = { 404, "group_empty", "The group has no members to pick from." },
 	[ERR_METHOD_NOT_ALLOWED] = { 405, "method_not_allowed", "This path does not take that method." },
 	[ERR_NAME_TAKEN] = { 409, "name_taken", "Another session holds this name." },
@@ -46,6 +49,8 @@ static const enum api_error store_errors[STORE_RC_COUNT] = {
 	[STORE_E_NOT_HELD] = ERR_NOT_HELD,
 	[STORE_E_GROUP_EMPTY] = ERR_GROUP_EMPTY,
 	[STORE_E_MAILBOX_FULL] = ERR_MAILBOX_FULL,
+	[STORE_E_CALL_NOT_FOUND] = ERR_CALL_NOT_FOUND,
+	[STORE_E_NOT_RECEIVER] = ERR_BAD_TOKEN,
 };
 
 enum api_error reply_error_of(enum store_rc rc)

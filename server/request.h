@@ -50,6 +50,10 @@ struct http_request {
 	size_t route;
 	/* set by the dispatcher: the live session the token belongs to */
 	struct store_session *caller;
+	/* a handler's state that outlives a suspend (a call); cleanup, when
+	 * set, is called once when the request ends, however it ends */
+	void *state;
+	void (*cleanup)(struct http_request *req);
 	/* a streamed answer's state, owned by the stream (see http_stream) */
 	const struct http_stream *stream;
 	void *stream_state;

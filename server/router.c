@@ -36,6 +36,8 @@ static const struct route routes[] = {
 	{ "/v1/sessions/*/heartbeat", API, { [HTTP_POST] = sessions_heartbeat }, "POST" },
 	{ "/v1/sessions/*/messages", API_RW, { [HTTP_GET] = messages_receive }, "GET, HEAD" },
 	{ "/v1/send", API, { [HTTP_POST] = messages_send }, "POST" },
+	{ "/v1/call", API, { [HTTP_POST] = calls_start }, "POST" },
+	{ "/v1/replies/*", API, { [HTTP_POST] = calls_reply }, "POST" },
 	{ "/v1/events", API, { [HTTP_GET] = events_get }, "GET, HEAD" },
 	{ "/v1/names", API, { [HTTP_GET] = names_list }, "GET, HEAD" },
 	{ "/v1/names/**", API, { [HTTP_GET] = names_get, [HTTP_PUT] = names_put, [HTTP_DELETE] = names_delete },

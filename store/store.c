@@ -48,7 +48,7 @@ struct store *store_new(const struct store_config *cfg)
 	    hmap_init(&st->awaits, rand64(st), rand64(st)) ||
 	    skiplist_init(&st->sessions_sorted, rand64(st) | 1) ||
 	    skiplist_init(&st->names_sorted, rand64(st) | 1) ||
-	    store_multi_init(st) || store_events_init(st)) {
+	    store_multi_init(st) || store_events_init(st) || store_calls_init(st)) {
 		store_free(st);
 		return NULL;
 	}
@@ -98,6 +98,7 @@ void store_free(struct store *st)
 	hmap_destroy(&st->sessions_by_token);
 	hmap_destroy(&st->names);
 	hmap_destroy(&st->awaits);
+	hmap_destroy(&st->calls);
 	skiplist_destroy(&st->sessions_sorted);
 	skiplist_destroy(&st->names_sorted);
 	store_events_free(st);
@@ -119,6 +120,11 @@ void store_get_stats(const struct store *st, struct store_stats *out)
 	out->expirations = st->expirations;
 	out->index = st->index;
 	out->events_kept = st->index + 1 - st->oldest;
+	out->calls_pending = st->calls.count;
+	out->calls_answered = st->calls_answered;
+	out->calls_timed_out = st->calls_timed_out;
+	out->calls_receiver_gone = st->calls_receiver_gone;
+	out->calls_caller_gone = st->calls_caller_gone;
 }
 size_t store_session_count(const struct store *st) { return st->sessions_by_id.count; }
 size_t store_name_count(const struct store *st) { return st->names.count; }
@@ -216,6 +222,7 @@ static void release_session(struct store *st, struct store_session *s, bool expi
 
 	if (expired && st->cfg.expired)
 		st->cfg.expired(st->cfg.expired_ctx, s);
+	store_calls_fail(st, s); /* its callers learn at once (gen_server's monitor) */
 	if (s->receiver) /* its pending receive ends: the session is gone */
 		store_waiter_wake(st, s->receiver, STORE_WAKE_GONE);
 	store_mailbox_clear(st, s);
@@ -434,7 +441,8 @@ enum store_rc store_waiter_park(struct store *st, struct store_waiter *w, int ki
 	return STORE_OK;
 }
 
-static void detach_waiter(struct store *st, struct store_waiter *w)
+/* Unparks w; why is the reason it will be woken, 0 when it is cancelled. */
+static void detach_waiter(struct store *st, struct store_waiter *w, enum store_wake why)
 {
 	struct await_list *al = w->list;
 
@@ -454,6 +462,8 @@ static void detach_waiter(struct store *st, struct store_waiter *w)
 		store_receive_detached(st, w);
 	} else if (w->kind == WK_EVENTS) {
 		store_event_unwatch(st, w);
+	} else if (w->kind == WK_CALL) {
+		store_call_detached(st, w, why);
 	} else if (al) {
 		if (w->prev)
 			w->prev->next = w->next;
@@ -473,7 +483,7 @@ static void detach_waiter(struct store *st, struct store_waiter *w)
 
 void store_waiter_wake(struct store *st, struct store_waiter *w, enum store_wake why)
 {
-	detach_waiter(st, w);
+	detach_waiter(st, w, why);
 	w->wake(w, why);
 }
 
@@ -516,7 +526,7 @@ enum store_rc store_name_await(struct store *st, const char *key, size_t klen,
 
 void store_waiter_cancel(struct store *st, struct store_waiter *w)
 {
-	detach_waiter(st, w);
+	detach_waiter(st, w, 0);
 }
 
 bool store_waiter_parked(const struct store_waiter *w)

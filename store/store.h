@@ -17,6 +17,7 @@
 #define STORE_TOKEN_LEN 32  /* hex characters of a session token */
 #define STORE_KEY_MAX 512   /* bytes of a key */
 #define STORE_LABEL_MAX 256 /* bytes of a session label */
+#define STORE_CALL_ID_LEN 32 /* hex characters of a call id */
 
 /* Results of store calls. handlers/errors.c maps each to an HTTP answer. */
 enum store_rc {
@@ -32,6 +33,8 @@ enum store_rc {
 	STORE_E_NOT_HELD,          /* the session holds no such property or group membership */
 	STORE_E_GROUP_EMPTY,       /* a pick from a group with no members */
 	STORE_E_MAILBOX_FULL,      /* the mailbox holds max_queue messages */
+	STORE_E_CALL_NOT_FOUND,    /* no pending call with this id */
+	STORE_E_NOT_RECEIVER,      /* the session is not the one the call was made to */
 	STORE_RC_COUNT
 };
 
@@ -46,6 +49,7 @@ enum store_wake {
 
 struct store_name;
 struct store_entry;
+struct store_call;
 struct await_list;
 
 struct store_session {
@@ -63,6 +67,7 @@ struct store_session {
 	size_t queued;
 	uint64_t last_seq; /* the highest seq ever given out; 0 before the first */
 	struct store_waiter *receiver; /* the pending receive, or NULL */
+	struct store_call *calls;      /* calls made to it, waiting for its reply */
 	/* private */
 	struct hmap_node by_id, by_token;
 };
@@ -137,6 +142,7 @@ struct store_event {
 struct store_payload {
 	size_t refs;
 	char from[STORE_ID_LEN + 1]; /* the sender's session id; "" when none */
+	char reply_to[STORE_CALL_ID_LEN + 1]; /* a call's id; "" for a plain message */
 	char *to;   /* the target as the sender gave it: JSON text */
 	size_t tolen;
 	char *body; /* JSON text */
@@ -162,6 +168,22 @@ struct store_waiter {
 	struct store_waiter *prev, *next; /* in that key's list */
 	struct store_waiter *gprev, *gnext; /* in the store's list of all waiters */
 	struct store_session *session;    /* a receive's session */
+	struct store_call *call;          /* a call's */
+};
+
+/* A call (request and reply): its message sits in the receiver's mailbox
+ * with reply_to = id, and its caller waits until the reply, the deadline, or
+ * the receiver's end. The caller owns it and frees it when it has ended. */
+struct store_call {
+	char id[STORE_CALL_ID_LEN + 1]; /* unguessable, lowercase hex */
+	char from[STORE_ID_LEN + 1];    /* the receiver's id: who answers */
+	char *reply;                    /* the reply's body (JSON text), once answered */
+	size_t rlen;
+	/* private */
+	struct store_session *receiver; /* while pending */
+	struct store_call *r_prev, *r_next; /* in the receiver's list */
+	struct store_waiter *caller;
+	struct hmap_node node;
 };
 
 struct store_config {
@@ -208,6 +230,8 @@ struct store_stats {
 	uint64_t expirations;              /* sessions expired since start */
 	uint64_t index;                    /* events since start */
 	uint64_t events_kept;
+	size_t calls_pending;
+	uint64_t calls_answered, calls_timed_out, calls_receiver_gone, calls_caller_gone;
 };
 
 void store_get_stats(const struct store *st, struct store_stats *out);
@@ -343,6 +367,28 @@ size_t store_queued_count(const struct store *st);
  * STORE_E_NOMEM. */
 enum store_rc store_receive_wait(struct store *st, struct store_session *s, uint64_t deadline,
 				 struct store_waiter *w);
+
+/* --- calls: request and reply --- */
+
+/* Starts a call to receiver: parks w (the caller) until deadline and puts
+ * a message with reply_to in the receiver's mailbox (from: a session id or
+ * NULL; to, body: JSON text, copied). STORE_OK with *out, STORE_E_MAILBOX_FULL,
+ * STORE_E_LIMIT (max_waiters), STORE_E_NOMEM; nothing changed on failure.
+ * w wakes FIRED (answered), TIMEOUT, GONE (the receiver ended) or SHUTDOWN;
+ * cancelling w (the caller went away) ends the call. */
+enum store_rc store_call_start(struct store *st, struct store_session *receiver, const char *from,
+			       const char *to, size_t tolen, const char *body, size_t blen,
+			       uint64_t deadline, struct store_waiter *w, struct store_call **out);
+
+/* Answers call id with body (copied), by replier: STORE_OK (the caller
+ * wakes), STORE_E_CALL_NOT_FOUND (unknown, answered, timed out, or its caller
+ * went away), STORE_E_NOT_RECEIVER (replier is NULL or not the receiver),
+ * STORE_E_NOMEM. */
+enum store_rc store_call_reply(struct store *st, const char *id, size_t idlen, struct store_session *replier,
+			       const char *body, size_t blen);
+
+/* Frees an ended call (its waiter woke or was cancelled). */
+void store_call_free(struct store_call *c);
 
 /* --- the event log --- */
 

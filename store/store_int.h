@@ -7,7 +7,7 @@
 #include "store.h"
 
 enum { TK_LEASE = 1, TK_WAITER = 2 };
-enum { WK_AWAIT = 1, WK_RECEIVE = 2, WK_EVENTS = 3 }; /* store_waiter.kind; 0 when not parked */
+enum { WK_AWAIT = 1, WK_RECEIVE = 2, WK_EVENTS = 3, WK_CALL = 4 }; /* store_waiter.kind; 0 when not parked */
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
@@ -34,7 +34,9 @@ struct store {
 	struct store_multi props, groups;
 	struct timer_heap timers;
 	size_t n_waiters;
-	size_t n_kind[4];        /* parked waiters by kind (WK_*) */
+	size_t n_kind[5];        /* parked waiters by kind (WK_*) */
+	struct hmap calls;       /* pending calls by id */
+	uint64_t calls_answered, calls_timed_out, calls_receiver_gone, calls_caller_gone;
 	uint64_t expirations;
 	struct store_waiter *waiters; /* every parked waiter, any kind */
 	uint64_t now;     /* the latest time the store was given */
@@ -69,6 +71,12 @@ void store_waiter_wake(struct store *st, struct store_waiter *w, enum store_wake
  * a session's messages are dropped. */
 void store_receive_detached(struct store *st, struct store_waiter *w);
 void store_mailbox_clear(struct store *st, struct store_session *s);
+
+/* calls.c: a call's waiter was detached (why: 0 for a cancel); the
+ * calls to a session that ends fail. */
+int store_calls_init(struct store *st);
+void store_call_detached(struct store *st, struct store_waiter *w, enum store_wake why);
+void store_calls_fail(struct store *st, struct store_session *s);
 
 /* multi.c: set up and tear down the props and groups tables; release all
  * that a session holds in them, emitting one event per entry. */

@@ -1,0 +1,865 @@
+/* rollcall dashboard: lists the registry, then follows /v1/events from the
+ * index of that listing, so no change falls between the two. Every table
+ * renders only the rows in view (fixed row height, a tall body for the
+ * scroll bar), and all drawing happens once per animation frame. Text from
+ * the server only ever goes through textContent. */
+'use strict';
+
+(() => {
+  const PAGE = 1000;              // listing page size (the server's maximum)
+  const SESSIONS_EVERY_MS = 2500; // heartbeats and queues change without events
+  const FADE_MS = 1000;           // an ended session's row fades this long
+  const DETAIL_BATCH_MS = 150;    // property/group fetches are batched this long
+  const DETAIL_PARALLEL = 4;      // at most this many in flight (one per key)
+  const RETRY_MS = 1000;          // as the server's "retry: 1000"
+  const OVERSCAN = 6;             // rows drawn above and below the view
+  const MAX_CHIPS = 12;           // holders/members drawn in one row
+  const MAX_TEXT = 400;           // characters of a value put in a cell
+
+  const $ = (id) => document.getElementById(id);
+  const now = () => performance.now();
+  const fmt = (n) => n.toLocaleString('en-US');
+
+  /* ------------------------------------------------------------------ */
+  /* State                                                               */
+
+  // at: the event index an entry's state reflects; older events skip it.
+  function emptyState() {
+    return {
+      sessions: new Map(), // id -> {id, label, ttl, expiresAt, names, props, groups, queued, seen, cAt, ended, v, flash}
+      names: new Map(),    // key -> {key, lk, session, value, at, v, flash}
+      props: new Map(),    // key -> multi entry (below)
+      groups: new Map(),
+      index: 0,            // the last event applied
+      deltas: [],          // recent per-session count changes, replayed over a sessions refresh
+    };
+  }
+
+  let S = emptyState();
+  const dead = new Set(); // ended session ids (ids are never reused)
+  let labelsVer = 0;      // bumped when a session's label becomes known
+  let gen = 0;            // bumped by every full listing; older async work is dropped
+  let es = null;          // the EventSource
+  let retryTimer = 0;
+  let connState = '';
+  let loaded = false;     // the first listing is in
+
+  function valueOf(o) {
+    return o && Object.prototype.hasOwnProperty.call(o, 'value') ? o.value : null;
+  }
+
+  function newSession(id, seen) {
+    return { id, label: null, ttl: 0, expiresAt: 0, names: 0, props: 0, groups: 0, queued: 0,
+      seen, cAt: seen, ended: null, v: 0, flash: 0, info: false };
+  }
+
+  function newMulti(key, count, at) {
+    // holders: null until fetched (listings give only a count)
+    return { key, lk: key.toLowerCase(), count, holders: null, at, uncertain: false,
+      inflight: false, queued: false, pend: null, v: 0, flash: 0 };
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* HTTP                                                                */
+
+  async function getJSON(path) {
+    const r = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    const index = Number(r.headers.get('X-Rollcall-Index'));
+    const body = await r.json().catch(() => null);
+    if (!r.ok) {
+      const e = new Error((body && body.message) || ('HTTP ' + r.status));
+      e.status = r.status;
+      throw e;
+    }
+    return { body, index: Number.isFinite(index) ? index : 0 };
+  }
+
+  // Every page of a listing; onPage(entries, index). Returns the first page's index.
+  async function listAll(path, field, onPage) {
+    let after = null;
+    let first = null;
+    for (;;) {
+      let url = path + '?limit=' + PAGE;
+      if (after !== null) url += '&after=' + encodeURIComponent(after);
+      const { body, index } = await getJSON(url);
+      if (first === null) first = index;
+      onPage(body[field] || [], index, now());
+      if (body.next === null || body.next === undefined) return first;
+      after = body.next;
+    }
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* Listing everything, then following                                  */
+
+  function sessionFromList(st, s, index, t) {
+    if (dead.has(s.id)) return;
+    let x = st.sessions.get(s.id);
+    if (!x) {
+      x = newSession(s.id, index);
+      st.sessions.set(s.id, x);
+      tables.sessions.structural = true;
+    }
+    setLabel(x, s.label);
+    x.ttl = s.ttl;
+    x.expiresAt = t + s.expires_in_ms;
+    x.names = s.names; x.props = s.props; x.groups = s.groups; x.queued = s.queued;
+    x.cAt = index;
+    x.info = true;
+    if (index > x.seen) x.seen = index;
+    x.v++;
+  }
+
+  function setLabel(x, label) {
+    const l = typeof label === 'string' ? label : '';
+    if (x.label !== l) {
+      x.label = l;
+      x.ll = l.toLowerCase();
+      labelsVer++;
+      tables.sessions.structural = true; // sorted by label
+    }
+  }
+
+  async function sync() {
+    const my = ++gen;
+    closeStream();
+    setConn(S.index ? 'reconnecting' : 'connecting');
+    const st = emptyState();
+    try {
+      // The first listing's index is where the event stream starts: every
+      // later listing is at or past it, and replaying the events between
+      // is harmless (each entry remembers the index its state is from).
+      const i0 = await listAll('/v1/sessions', 'sessions', (arr, index, t) => {
+        for (const s of arr) sessionFromList(st, s, index, t);
+      });
+      await Promise.all([
+        listAll('/v1/names', 'names', (arr, index) => {
+          for (const n of arr) {
+            st.names.set(n.key, { key: n.key, lk: n.key.toLowerCase(), session: n.session,
+              value: valueOf(n), at: index, v: 0, flash: 0 });
+          }
+        }),
+        listAll('/v1/props', 'props', (arr, index) => {
+          for (const p of arr) st.props.set(p.key, newMulti(p.key, p.holders, index));
+        }),
+        listAll('/v1/groups', 'groups', (arr, index) => {
+          for (const g of arr) st.groups.set(g.group, newMulti(g.group, g.members, index));
+        }),
+      ]);
+      if (my !== gen) return;
+      st.index = i0;
+      S = st;
+      loaded = true;
+      for (const t of Object.values(tables)) {
+        t.structural = true;
+        t.map = S[t.name];
+      }
+      openStream(i0);
+      scheduleSessions();
+      draw();
+    } catch (e) {
+      if (my !== gen) return;
+      setConn('reconnecting', 'listing failed: ' + e.message);
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(sync, RETRY_MS);
+    }
+  }
+
+  const EVENT_TYPES = ['session_created', 'session_expired', 'session_deleted', 'name_registered',
+    'name_updated', 'name_unregistered', 'prop_set', 'prop_removed', 'group_joined', 'group_left', 'reset'];
+
+  function openStream(after) {
+    closeStream();
+    // EventSource sends Accept: text/event-stream. On a drop we reopen it
+    // ourselves from the last index applied: the server prefers ?after= to
+    // Last-Event-ID, so its own retry would replay from the first index.
+    const src = new EventSource('/v1/events?after=' + after);
+    es = src;
+    src.onopen = () => { if (es === src) setConn('live'); };
+    src.onerror = () => {
+      if (es !== src) return;
+      setConn('reconnecting', 'event stream lost');
+      closeStream();
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(() => openStream(S.index), RETRY_MS);
+    };
+    for (const t of EVENT_TYPES) src.addEventListener(t, onEvent);
+  }
+
+  function closeStream() {
+    if (es) {
+      es.close();
+      es = null;
+    }
+  }
+
+  function onEvent(msg) {
+    let d;
+    try { d = JSON.parse(msg.data); } catch (e) { return; }
+    if (!d || typeof d !== 'object') return;
+    if (d.type === 'reset') { // we fell behind what the server keeps: list again
+      sync();
+      return;
+    }
+    if (typeof d.index !== 'number' || d.index <= S.index) return; // seen already
+    S.index = d.index;
+    apply(d);
+    draw();
+  }
+
+  function apply(d) {
+    const t = now();
+    switch (d.type) {
+      case 'session_created': sessionCreated(d.session, d.index); break;
+      case 'session_expired': endSession(d.session, 'expired'); break;
+      case 'session_deleted': endSession(d.session, 'deleted'); break;
+      case 'name_registered':
+      case 'name_updated': nameSet(d, t); break;
+      case 'name_unregistered': nameDel(d); break;
+      case 'prop_set': multiSet(tables.props, d.key, d, t); break;
+      case 'prop_removed': multiDel(tables.props, d.key, d); break;
+      case 'group_joined': multiSet(tables.groups, d.group, d, t); break;
+      case 'group_left': multiDel(tables.groups, d.group, d); break;
+      default: return;
+    }
+    if (d.type !== 'session_created' && !d.type.startsWith('session_')) alive(d.session, d.index);
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* Sessions                                                            */
+
+  // A request with a session's token renews its lease: count it from now.
+  function alive(id, index) {
+    const x = S.sessions.get(id);
+    if (x && !x.ended && x.ttl && index > x.cAt) x.expiresAt = now() + x.ttl * 1000;
+  }
+
+  // Count changes from events, kept until a sessions listing includes them.
+  function delta(d, field, by) {
+    const x = S.sessions.get(d.session);
+    if (x && d.index > x.cAt) {
+      x[field] += by;
+      x.v++;
+      tables.sessions.dirty = true;
+    }
+    S.deltas.push({ i: d.index, id: d.session, f: field, by });
+  }
+
+  function sessionCreated(id, index) {
+    if (dead.has(id) || S.sessions.has(id)) return;
+    const x = newSession(id, index);
+    x.flash = now();
+    S.sessions.set(id, x);
+    tables.sessions.structural = true;
+    wantInfo(id);
+  }
+
+  function endSession(id, how) {
+    dead.add(id);
+    const x = S.sessions.get(id);
+    if (!x || x.ended) return;
+    x.ended = how;
+    x.v++;
+    tables.sessions.dirty = true;
+    setTimeout(() => {
+      if (S.sessions.get(id) === x) {
+        S.sessions.delete(id);
+        tables.sessions.structural = true;
+        draw();
+      }
+    }, FADE_MS);
+  }
+
+  // A new session's label and lease: one GET each, or one listing for many.
+  const infoWanted = new Set();
+  let infoTimer = 0;
+
+  function wantInfo(id) {
+    infoWanted.add(id);
+    if (!infoTimer) infoTimer = setTimeout(fetchInfo, DETAIL_BATCH_MS);
+  }
+
+  function fetchInfo() {
+    infoTimer = 0;
+    const ids = [...infoWanted];
+    infoWanted.clear();
+    if (ids.length > 8) {
+      refreshSessions();
+      return;
+    }
+    const my = gen;
+    for (const id of ids) {
+      getJSON('/v1/sessions/' + encodeURIComponent(id)).then(({ body }) => {
+        const x = S.sessions.get(id);
+        if (my !== gen || !x || x.ended || !body) return;
+        setLabel(x, body.label);
+        x.ttl = body.ttl;
+        x.expiresAt = now() + body.expires_in_ms;
+        x.info = true;
+        x.v++;
+        draw();
+      }, (e) => {
+        if (e.status === 404 && my === gen) endSession(id, 'expired');
+      });
+    }
+  }
+
+  let sessTimer = 0;
+  let sessBusy = false;
+
+  function scheduleSessions() {
+    clearTimeout(sessTimer);
+    sessTimer = setTimeout(refreshSessions, SESSIONS_EVERY_MS);
+  }
+
+  async function refreshSessions() {
+    if (sessBusy) return;
+    sessBusy = true;
+    clearTimeout(sessTimer);
+    const my = gen;
+    const listed = new Map();
+    try {
+      const first = await listAll('/v1/sessions', 'sessions', (arr, index, t) => {
+        for (const s of arr) listed.set(s.id, { s, index, t });
+      });
+      if (my !== gen) return;
+      const byId = new Map();
+      for (const d of S.deltas) {
+        if (!byId.has(d.id)) byId.set(d.id, []);
+        byId.get(d.id).push(d);
+      }
+      for (const { s, index, t } of listed.values()) {
+        if (dead.has(s.id)) continue;
+        sessionFromList(S, s, index, t);
+        const x = S.sessions.get(s.id);
+        for (const d of byId.get(s.id) || []) if (d.i > index) x[d.f] += d.by; // newer than the listing
+      }
+      // Known at the listing's index but not in it: it ended (its event will tell how).
+      for (const x of S.sessions.values()) {
+        if (!x.ended && !listed.has(x.id) && x.seen <= first) endSession(x.id, 'expired');
+      }
+      S.deltas = S.deltas.filter((d) => d.i > first);
+      tables.sessions.dirty = true;
+      draw();
+    } catch (e) {
+      // the event stream's own error handling shows the state
+    } finally {
+      sessBusy = false;
+      if (my === gen) scheduleSessions();
+    }
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* Names                                                               */
+
+  function nameSet(d, t) {
+    let n = S.names.get(d.key);
+    if (d.type === 'name_registered') delta(d, 'names', 1);
+    if (n && d.index <= n.at) return;
+    if (!n) {
+      n = { key: d.key, lk: d.key.toLowerCase(), session: d.session, value: null, at: 0, v: 0, flash: 0 };
+      S.names.set(d.key, n);
+      tables.names.structural = true;
+    }
+    n.session = d.session;
+    n.value = valueOf(d);
+    n.at = d.index;
+    n.v++;
+    n.flash = t;
+    tables.names.dirty = true;
+  }
+
+  function nameDel(d) {
+    delta(d, 'names', -1);
+    const n = S.names.get(d.key);
+    if (!n || d.index <= n.at) return;
+    S.names.delete(d.key);
+    tables.names.structural = true;
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* Properties and groups: listed as counts, holders fetched per key     */
+
+  function holderSet(m, d) {
+    const i = m.holders.findIndex((h) => h.session === d.session);
+    const h = { session: d.session, value: valueOf(d) };
+    if (i >= 0) m.holders[i] = h;
+    else m.holders.push(h);
+    m.count = m.holders.length;
+    return i < 0;
+  }
+
+  function holderDel(m, d) {
+    m.holders = m.holders.filter((h) => h.session !== d.session);
+    m.count = m.holders.length;
+  }
+
+  function multiSet(T, key, d, t) {
+    let m = T.map.get(key);
+    if (!m) { // a key we do not have has no holders: this one is the first
+      m = newMulti(key, 0, 0);
+      m.holders = [];
+      T.map.set(key, m);
+      T.structural = true;
+    }
+    if (m.pend) m.pend.push(d);
+    if (d.index <= m.at) return;
+    m.at = d.index;
+    if (m.holders) {
+      if (holderSet(m, d)) delta(d, T.field, 1);
+    } else {
+      m.uncertain = true; // new holder or new value? the key's holders will say
+      want(T, m);
+    }
+    m.v++;
+    m.flash = t;
+    T.dirty = true;
+  }
+
+  function multiDel(T, key, d) {
+    delta(d, T.field, -1);
+    const m = T.map.get(key);
+    if (!m) return;
+    if (m.pend) m.pend.push(d);
+    if (d.index <= m.at) return;
+    m.at = d.index;
+    if (m.holders) {
+      holderDel(m, d);
+    } else {
+      m.count = Math.max(0, m.count - 1);
+      if (m.uncertain) want(T, m);
+    }
+    if (m.count === 0 && !m.uncertain) {
+      T.map.delete(key);
+      T.structural = true;
+      return;
+    }
+    m.v++;
+    T.dirty = true;
+  }
+
+  const detailQueue = [];
+  let detailTimer = 0;
+  let detailInflight = 0;
+
+  function want(T, m) {
+    if (m.queued || m.inflight) return;
+    m.queued = true;
+    detailQueue.push([T, m]);
+    if (!detailTimer) detailTimer = setTimeout(pumpDetails, DETAIL_BATCH_MS);
+  }
+
+  function pumpDetails() {
+    detailTimer = 0;
+    while (detailInflight < DETAIL_PARALLEL && detailQueue.length) {
+      const [T, m] = detailQueue.shift();
+      m.queued = false;
+      // still ours, still unknown, and still worth it (in view, or its count is a guess)
+      if (T.map.get(m.key) !== m || (m.holders && !m.uncertain)) continue;
+      if (!m.uncertain && !T.vt.shows(m.key)) continue;
+      fetchDetail(T, m);
+    }
+  }
+
+  function fetchDetail(T, m) {
+    const my = gen;
+    m.inflight = true;
+    m.pend = [];
+    detailInflight++;
+    getJSON(T.path + encodeURIComponent(m.key)).then(({ body, index }) => {
+      if (my !== gen || T.map.get(m.key) !== m || !body) return;
+      const list = body[T.list] || [];
+      m.holders = list.map((h) => ({ session: h.session, value: valueOf(h) }));
+      m.count = m.holders.length;
+      m.at = index;
+      m.uncertain = false;
+      for (const d of m.pend) { // what changed while the answer was on its way
+        if (d.index <= m.at) continue;
+        m.at = d.index;
+        if (d.type === 'prop_set' || d.type === 'group_joined') holderSet(m, d);
+        else holderDel(m, d);
+      }
+      if (m.count === 0) {
+        T.map.delete(m.key);
+        T.structural = true;
+      }
+      m.v++;
+      T.dirty = true;
+      draw();
+    }, () => {}).finally(() => {
+      m.inflight = false;
+      m.pend = null;
+      detailInflight--;
+      if (detailQueue.length && !detailTimer) detailTimer = setTimeout(pumpDetails, 0);
+    });
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* Virtual tables                                                      */
+
+  // Keyed rows: a row element stays with its entry while in view (so a
+  // fading row keeps fading), and goes back to a small pool when not.
+  class VTable {
+    constructor(id, opts) {
+      this.root = $(id);
+      this.scroller = this.root.querySelector('.scroll');
+      this.body = this.root.querySelector('.tbody');
+      this.emptyEl = this.root.querySelector('.empty');
+      this.opts = opts;
+      this.items = [];
+      this.live = new Map(); // key -> row element
+      this.pool = [];
+      this.rowH = 30;
+      this.scroller.addEventListener('scroll', () => draw(), { passive: true });
+    }
+
+    shows(key) { return this.live.has(key); }
+
+    setItems(items) {
+      this.items = items;
+      this.body.style.height = items.length * this.rowH + 'px';
+    }
+
+    measure() {
+      this.top = this.scroller.scrollTop - this.body.offsetTop;
+      this.height = this.scroller.clientHeight;
+    }
+
+    render(t) {
+      const n = this.items.length;
+      const a = Math.max(0, Math.floor(this.top / this.rowH) - OVERSCAN);
+      const b = Math.min(n, Math.ceil((this.top + this.height) / this.rowH) + OVERSCAN);
+      const next = new Map();
+      for (let i = a; i < b; i++) {
+        const item = this.items[i];
+        const k = this.opts.key(item);
+        let el = this.live.get(k);
+        if (el) this.live.delete(k);
+        else {
+          el = this.pool.pop() || this.opts.create();
+          el._v = null;
+          el._flash = 0;
+          el.classList.remove('gone');
+          this.body.appendChild(el);
+        }
+        next.set(k, el);
+        if (el._i !== i) {
+          el._i = i;
+          el.style.transform = 'translateY(' + i * this.rowH + 'px)';
+        }
+        const ver = item.v + ':' + labelsVer;
+        if (el._v !== ver) {
+          el._v = ver;
+          this.opts.fill(el, item);
+        }
+        if (item.flash && el._flash !== item.flash) {
+          el._flash = item.flash;
+          if (t - item.flash < 800) flash(el);
+        }
+      }
+      for (const el of this.live.values()) {
+        el.remove();
+        el._i = -1;
+        if (this.pool.length < 200) this.pool.push(el);
+      }
+      this.live = next;
+    }
+  }
+
+  let flashColor = '';
+  function flash(el) {
+    if (!el.animate) return;
+    if (!flashColor) flashColor = getComputedStyle(document.documentElement).getPropertyValue('--flash').trim() || '#fff1b8';
+    el.animate([{ backgroundColor: flashColor }, { backgroundColor: 'transparent' }], { duration: 1400, easing: 'ease-out' });
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function rowOf(cells) {
+    const r = el('div', 'vrow');
+    r.setAttribute('role', 'row');
+    for (const c of cells) r.appendChild(el('div', c));
+    return r;
+  }
+
+  // Compact JSON, cut for the cell; the tooltip has more.
+  function jsonText(v) {
+    let s;
+    try { s = JSON.stringify(v); } catch (e) { s = String(v); }
+    if (s === undefined) s = 'null';
+    return s;
+  }
+
+  function cut(s, n) { return s.length > n ? s.slice(0, n) + '…' : s; }
+
+  function setValue(cell, v) {
+    const s = jsonText(v);
+    cell.className = 'val t-' + (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+    cell.textContent = cut(s, MAX_TEXT);
+    cell.title = cut(s, 4000);
+  }
+
+  function sessionLabel(id) {
+    const x = S.sessions.get(id);
+    return x && x.label ? x.label : '';
+  }
+
+  function setSessionCell(cell, id) {
+    cell.textContent = '';
+    const label = sessionLabel(id);
+    if (label) cell.appendChild(el('span', 'slabel', label));
+    cell.appendChild(el('span', 'sid', id));
+    cell.title = label ? label + ' (' + id + ')' : id;
+  }
+
+  function fillSession(r, x) {
+    const c = r.children;
+    r.dataset.key = x.id;
+    r.classList.toggle('gone', !!x.ended);
+    if (x.label) {
+      c[0].textContent = x.label;
+      c[0].className = 'slabel';
+    } else {
+      c[0].textContent = x.info ? 'no label' : '…';
+      c[0].className = 'nolabel';
+    }
+    c[0].title = x.label || '';
+    c[1].textContent = x.id;
+    c[3].textContent = fmt(x.names);
+    c[4].textContent = fmt(x.props);
+    c[5].textContent = fmt(x.groups);
+    c[6].textContent = fmt(x.queued);
+    fillLease(r, x, now());
+  }
+
+  function createSessionRow() {
+    const r = rowOf(['slabel', 'mono', 'lease', 'num', 'num', 'num', 'num']);
+    const lease = r.children[2];
+    const bar = el('span', 'lease-bar');
+    bar.appendChild(el('i'));
+    lease.appendChild(bar);
+    lease.appendChild(el('span', 'lease-t'));
+    return r;
+  }
+
+  function fillLease(r, x, t) {
+    const lease = r.children[2];
+    const bar = lease.firstChild;
+    const txt = lease.lastChild;
+    let s;
+    let frac;
+    if (x.ended) {
+      s = x.ended;
+      frac = 0;
+    } else if (!x.ttl) {
+      s = '…';
+      frac = 1;
+    } else {
+      const left = Math.max(0, x.expiresAt - t);
+      frac = Math.min(1, left / (x.ttl * 1000));
+      s = left >= 10000 ? Math.floor(left / 1000) + 's' : (left / 1000).toFixed(1) + 's';
+      if (x.ttl >= 60 && left >= 60000) s = Math.floor(left / 60000) + 'm ' + String(Math.floor(left / 1000) % 60).padStart(2, '0') + 's';
+    }
+    if (txt.textContent !== s) txt.textContent = s;
+    bar.firstChild.style.transform = 'scaleX(' + frac.toFixed(3) + ')';
+    bar.className = 'lease-bar' + (frac < 0.15 ? ' out' : frac < 0.4 ? ' low' : '');
+    lease.title = x.ttl ? 'ttl ' + x.ttl + 's' : '';
+  }
+
+  function fillName(r, n) {
+    const c = r.children;
+    r.dataset.key = n.key;
+    c[0].textContent = n.key;
+    c[0].title = n.key;
+    setSessionCell(c[1], n.session);
+    setValue(c[2], n.value);
+  }
+
+  function fillMulti(r, m) {
+    const c = r.children;
+    r.dataset.key = m.key;
+    c[0].textContent = m.key;
+    c[0].title = m.key;
+    c[1].textContent = (m.uncertain ? '≈' : '') + fmt(m.count);
+    const chips = c[2];
+    chips.textContent = '';
+    if (!m.holders) {
+      chips.appendChild(el('span', 'pending', '…'));
+      chips.title = '';
+      return;
+    }
+    const tip = [];
+    m.holders.forEach((h, i) => {
+      const vs = jsonText(h.value);
+      const label = sessionLabel(h.session);
+      if (i < 40) tip.push((label ? label + ' ' : '') + h.session + ' = ' + cut(vs, 200));
+      if (i >= MAX_CHIPS) return;
+      const chip = el('span', 'chip');
+      chip.appendChild(el('span', 'sid', label || h.session.slice(0, 8)));
+      if (h.value !== null) {
+        chip.appendChild(el('span', 'eq', ' = '));
+        chip.appendChild(el('span', 'cv', cut(vs, 120)));
+      }
+      chips.appendChild(chip);
+    });
+    if (m.holders.length > MAX_CHIPS) chips.appendChild(el('span', 'more', '+' + fmt(m.holders.length - MAX_CHIPS)));
+    if (m.holders.length > 40) tip.push('… ' + fmt(m.holders.length - 40) + ' more');
+    chips.title = tip.join('\n');
+  }
+
+  const tables = {
+    sessions: { name: 'sessions', noun: 'sessions', map: S.sessions, structural: true, dirty: true,
+      vt: new VTable('t-sessions', { key: (x) => x.id, create: createSessionRow, fill: fillSession }) },
+    names: { name: 'names', noun: 'names', map: S.names, structural: true, dirty: true,
+      vt: new VTable('t-names', { key: (n) => n.key, create: () => rowOf(['key', 'sess', 'val']), fill: fillName }) },
+    props: { name: 'props', noun: 'properties', field: 'props', path: '/v1/props/', list: 'holders',
+      map: S.props, structural: true, dirty: true,
+      vt: new VTable('t-props', { key: (m) => m.key, create: () => rowOf(['key', 'num', 'chips']), fill: fillMulti }) },
+    groups: { name: 'groups', noun: 'groups', field: 'groups', path: '/v1/groups/', list: 'members',
+      map: S.groups, structural: true, dirty: true,
+      vt: new VTable('t-groups', { key: (m) => m.key, create: () => rowOf(['key', 'num', 'chips']), fill: fillMulti }) },
+  };
+
+  /* ------------------------------------------------------------------ */
+  /* Filtering, sorting, drawing                                         */
+
+  const filterEl = $('filter');
+  let query = '';
+
+  function byKey(a, b) { return a.key < b.key ? -1 : a.key > b.key ? 1 : 0; }
+  function bySession(a, b) {
+    // labelled sessions first, by label, then by id
+    if (!a.label !== !b.label) return a.label ? -1 : 1;
+    if (a.ll !== b.ll) return a.ll < b.ll ? -1 : 1;
+    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  }
+
+  function rebuild(T) {
+    const all = [...T.map.values()];
+    let shown = all;
+    if (query) {
+      shown = T.name === 'sessions'
+        ? all.filter((x) => x.id.includes(query) || (x.ll && x.ll.includes(query)))
+        : all.filter((e) => e.lk.includes(query));
+    }
+    shown.sort(T.name === 'sessions' ? bySession : byKey);
+    T.vt.setItems(shown);
+    const total = T.name === 'sessions' ? all.filter((x) => !x.ended).length : all.length;
+    const tally = query ? fmt(shown.length) + ' of ' + fmt(total) : fmt(total);
+    $('n-' + T.name).textContent = tally;
+    T.vt.emptyEl.textContent = shown.length ? '' : !loaded ? 'Loading…' : query ? 'No ' + T.noun + ' match “' + filterEl.value + '”' : 'No ' + T.noun;
+  }
+
+  let frame = 0;
+  function draw() {
+    if (!frame) frame = requestAnimationFrame(render);
+  }
+
+  function render() {
+    frame = 0;
+    const t = now();
+    for (const T of Object.values(tables)) {
+      if (T.structural) rebuild(T);
+      T.structural = false;
+      T.dirty = false;
+    }
+    for (const T of Object.values(tables)) T.vt.measure(); // all reads, then all writes
+    for (const T of Object.values(tables)) T.vt.render(t);
+    totals();
+    // holders and members for the keys in view
+    for (const T of [tables.props, tables.groups]) {
+      for (const k of T.vt.live.keys()) {
+        const m = T.map.get(k);
+        if (m && !m.holders) want(T, m);
+      }
+    }
+  }
+
+  function totals() {
+    let sessions = 0;
+    let queued = 0;
+    for (const x of S.sessions.values()) {
+      if (x.ended) continue;
+      sessions++;
+      queued += x.queued;
+    }
+    let props = 0;
+    for (const m of S.props.values()) props += m.count;
+    let members = 0;
+    for (const m of S.groups.values()) members += m.count;
+    setText('c-sessions', fmt(sessions));
+    setText('c-names', fmt(S.names.size));
+    setText('c-props', fmt(props));
+    setText('c-members', fmt(members));
+    setText('c-queued', fmt(queued));
+  }
+
+  function setText(id, s) {
+    const e = $(id);
+    if (e.textContent !== s) e.textContent = s;
+  }
+
+  // The lease countdown ticks here, between listings.
+  setInterval(() => {
+    const t = now();
+    const vt = tables.sessions.vt;
+    for (const [id, r] of vt.live) {
+      const x = S.sessions.get(id);
+      if (x) fillLease(r, x, t);
+    }
+  }, 200);
+
+  function setConn(state, why) {
+    const c = $('conn');
+    if (connState !== state) {
+      connState = state;
+      c.dataset.state = state;
+      $('conn-text').textContent = state;
+    }
+    c.title = why || (state === 'live' ? 'following changes; last event ' + S.index : '');
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* The filter box                                                      */
+
+  function setQuery(v) {
+    query = v.trim().toLowerCase();
+    for (const T of Object.values(tables)) {
+      T.structural = true;
+      T.vt.scroller.scrollTop = 0;
+    }
+    history.replaceState(null, '', v ? '#q=' + encodeURIComponent(v) : location.pathname + location.search);
+    draw();
+  }
+
+  filterEl.addEventListener('input', () => setQuery(filterEl.value));
+  document.addEventListener('keydown', (e) => {
+    if (e.key === '/' && document.activeElement !== filterEl && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      e.preventDefault();
+      filterEl.focus();
+      filterEl.select();
+    } else if (e.key === 'Escape' && document.activeElement === filterEl) {
+      filterEl.value = '';
+      setQuery('');
+    }
+  });
+  if (location.hash.startsWith('#q=')) {
+    try {
+      filterEl.value = decodeURIComponent(location.hash.slice(3));
+      query = filterEl.value.trim().toLowerCase();
+    } catch (e) { /* a bad hash is no filter */ }
+  }
+
+  // The row height is the stylesheet's.
+  const rh = parseFloat(getComputedStyle(document.documentElement).getPropertyValue('--row')) || 30;
+  for (const T of Object.values(tables)) T.vt.rowH = rh;
+  window.addEventListener('resize', draw);
+
+  draw();
+  sync();
+})();
