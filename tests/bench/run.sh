@@ -10,6 +10,15 @@
 #   BENCH_SESSIONS  sessions (each with one name) for the memory figure
 #                   (default 100000)
 #
+# Figures: the nginx ceiling (a fixed 55-byte JSON answer); on one rollcall,
+# GET of a name, PUT+DELETE cycles of names (cycle.lua), heartbeats; on a
+# fresh rollcall, GET of a group of 100 members (bench-g100, set up and
+# checked by prepare_groups.py), a round_robin pick from it, and join+leave
+# cycles of groups (cycle.lua too); then VmRSS of a fresh rollcall loaded
+# with BENCH_SESSIONS sessions of one name each (load_sessions.py), and of
+# another loaded with 1,000 groups of 100 members, from 1,000 sessions in
+# 100 groups each (load_groups.py, which checks the groups by GET).
+#
 # Every throughput figure uses the same wrk settings: wrk -t1 -c50 -d<s>s
 # --latency (one wrk thread: rollcall is single-threaded, nginx runs one
 # worker, and the machine has two cores). Everything listens on 127.0.0.1,
@@ -174,7 +183,7 @@ NGINX_RPS=""
 add_row() {
     local label=$1 target=${2:-} note=${3:-} ratio="" verdict=""
     if [ -z "$W_RPS" ]; then
-        ROWS+=("$(printf '%-30s %9s %9s %7s  %s' "$label" "-" "-" "-" "NOT MEASURED")")
+        ROWS+=("$(printf '%-32s %9s %9s %7s  %s' "$label" "-" "-" "-" "NOT MEASURED")")
         return
     fi
     if [ -n "$NGINX_RPS" ]; then
@@ -196,7 +205,18 @@ add_row() {
         ''|"connect 0, read 0, write 0, timeout 0") ;;
         *) note="${note:+$note; }socket errors: $W_SOCKERR" ;;
     esac
-    ROWS+=("$(printf '%-30s %9.0f %7.2fms %7s  %-14s %s' "$label" "$W_RPS" "$W_P99_MS" "${ratio:--}" "$verdict" "$note")")
+    ROWS+=("$(printf '%-32s %9.0f %7.2fms %7s  %-14s %s' "$label" "$W_RPS" "$W_P99_MS" "${ratio:--}" "$verdict" "$note")")
+}
+
+# wrk_figure LABEL URL SCRIPT TARGET NOTE: one figure against the running
+# rollcall (RC_PID); NOT MEASURED when it is down or dies during the run.
+wrk_figure() {
+    if kill -0 "$RC_PID" 2>/dev/null; then
+        run_wrk "$1" "$2" "$3" && rollcall_alive "$1" || W_RPS=""
+    else
+        W_RPS=""
+    fi
+    add_row "$1" "$4" "$5"
 }
 
 # --------------------------------------------------------------- nginx ---
@@ -311,24 +331,39 @@ bench_rollcall() {
     export ROLLCALL_TOKEN
     local base="http://127.0.0.1:$RC_PORT"
 
-    run_wrk "${labels[0]}" "$base/v1/names/bench" && rollcall_alive "${labels[0]}" || W_RPS=""
-    add_row "${labels[0]}" 0.6
+    wrk_figure "${labels[0]}" "$base/v1/names/bench" "" 0.6 ""
+    wrk_figure "${labels[1]}" "$base/v1/names/cycle" "$HERE/cycle.lua" "" \
+        "2 requests/cycle; p99 per cycle"
+    wrk_figure "${labels[2]}" "$base/v1/sessions/$ROLLCALL_SESSION/heartbeat" \
+        "$HERE/heartbeat.lua" 0.5 ""
+    stop_rollcall
+}
 
-    if kill -0 "$RC_PID" 2>/dev/null; then
-        run_wrk "${labels[1]}" "$base/v1/names/cycle" "$HERE/cycle.lua" &&
-            rollcall_alive "${labels[1]}" || W_RPS=""
-        add_row "${labels[1]}" "" "2 requests/cycle; p99 per cycle"
-    else
-        W_RPS=""; add_row "${labels[1]}"
+# Groups, on a fresh rollcall: the GET and pick figures first, so the group
+# table is the same for both (the cycles come last).
+bench_groups() {
+    local labels=("GET /v1/groups/bench-g100" "GET bench-g100?pick=round_robin"
+                  "PUT+DELETE /v1/groups/cycle-*")
+    if ! start_rollcall groups; then
+        for l in "${labels[@]}"; do W_RPS=""; add_row "$l"; done
+        return
     fi
+    local env
+    if ! env=$(python3 "$HERE/prepare_groups.py" --port "$RC_PORT" --group bench-g100 --members 100); then
+        problem "setup requests for the group figures got wrong answers (see PROBLEM lines above)"
+        stop_rollcall
+        for l in "${labels[@]}"; do W_RPS=""; add_row "$l"; done
+        return
+    fi
+    local ROLLCALL_SESSION="" ROLLCALL_TOKEN=""
+    eval "$env"
+    export ROLLCALL_TOKEN
+    local base="http://127.0.0.1:$RC_PORT"
 
-    if kill -0 "$RC_PID" 2>/dev/null; then
-        run_wrk "${labels[2]}" "$base/v1/sessions/$ROLLCALL_SESSION/heartbeat" "$HERE/heartbeat.lua" &&
-            rollcall_alive "${labels[2]}" || W_RPS=""
-        add_row "${labels[2]}" 0.5
-    else
-        W_RPS=""; add_row "${labels[2]}"
-    fi
+    wrk_figure "${labels[0]}" "$base/v1/groups/bench-g100" "" 0.3 "100 members"
+    wrk_figure "${labels[1]}" "$base/v1/groups/bench-g100?pick=round_robin" "" 0.5 "of 100 members"
+    wrk_figure "${labels[2]}" "$base/v1/groups/cycle" "$HERE/cycle.lua" "" \
+        "2 requests/cycle; p99 per cycle"
     stop_rollcall
 }
 
@@ -367,18 +402,254 @@ bench_memory() {
     stop_rollcall
 }
 
+GMEM_ROW=""
+bench_memory_groups() {
+    local ns=1000 ng=1000 nm=100
+    local label="RSS ${ng} groups x ${nm} members"
+    if ! start_rollcall memory-groups; then
+        GMEM_ROW="$label: NOT MEASURED (rollcall did not start)"
+        return
+    fi
+    sleep 0.5
+    local before after t0 t1
+    before=$(rss_kb "$RC_PID")
+    echo
+    echo "=== group memory: VmRSS before $before kB; loading $ng groups of $nm members ($ns sessions, ttl 3600, each in $((ng * nm / ns)) groups)"
+    t0=$(date +%s.%N)
+    if ! timeout 300 python3 "$HERE/load_groups.py" --port "$RC_PORT" --sessions "$ns" \
+            --groups "$ng" --members "$nm" --ttl 3600 --prefix memg- \
+            2>&1 >"$TMP/load_groups.out" | sed 's/^/  /'; then
+        rollcall_alive "the group memory load"
+        problem "group memory loader failed (see load_groups lines above)"
+        GMEM_ROW="$label: NOT MEASURED (loader failed)"
+        stop_rollcall
+        return
+    fi
+    t1=$(date +%s.%N)
+    if ! rollcall_alive "the group memory load"; then
+        GMEM_ROW="$label: NOT MEASURED (rollcall died)"
+        return
+    fi
+    after=$(rss_kb "$RC_PID")
+    echo "  VmRSS after $after kB; load took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+    GMEM_ROW=$(awk -v b="$before" -v a="$after" -v label="$label" -v ns="$ns" -v m="$((ng * nm))" 'BEGIN {
+        mb = a / 1024; mb0 = b / 1024;
+        printf "%s: %.1f MB (before %.1f MB, delta %.1f MB, %.0f bytes per membership with its %d sessions)  no target",
+            label, mb, mb0, mb - mb0, (a - b) * 1024 / m, ns }')
+    stop_rollcall
+}
+
+# ------------------------------------------------------------ messages ---
+# Messages: send-to-name and long-poll delivery, measured by msgload.c (our
+# load tool: plain sockets and epoll, one thread; built here with cc). Each
+# figure runs on a fresh rollcall started with --max-connections 20000, and
+# msgload runs where wrk runs (CPU 1); it reads the server's CPU time, VmRSS
+# and /proc/net/tcp through --pid. Every session long-polls its own mailbox
+# on its own keep-alive connection; message n goes to name lp-<n mod waiters>;
+# latency is the receiver's CLOCK_MONOTONIC minus the one in the body.
+#   1. latency: 1,000 waiters, 2,000 messages/s, open loop, for BENCH_SECONDS
+#      s over 4 sender connections; target p99 < 5 ms.
+#   2. highest sustained send+receive rate: 1,000 waiters, 64 sender
+#      connections pipelined 2 deep, closed loop (a sender slot sends again
+#      once answered; at most 2,000 messages in flight), counted over 5 s
+#      after 1 s of warm-up; then, on a fresh rollcall, an open-loop run at
+#      90% of that rate for 5 s that must hold it (sent on schedule, drained
+#      within 1 s, nothing lost); target >= 20,000 messages/s.
+#   3. VmRSS per pending long-poll: 10,000 sessions with a name each; VmRSS
+#      before their connections, with the connections idle, and with a
+#      long-poll (wait=120) parked on each (the server's CPU idle and no
+#      unread input on its sockets); then one message to every name, each
+#      of which must arrive. Target < 10 KB per long-poll with its connection.
+# A run that loses, duplicates or fails a message is INVALID and a problem.
+# msgload also reports how long rollcall was runnable but waiting for a CPU
+# (/proc/PID/schedstat): on a busy machine that, not rollcall, sets the tail.
+
+MSG_ROWS=()
+MSGLOAD=""
+MSG_MAX_CONNECTIONS=20000
+
+msg_start_rollcall() {  # start_rollcall, plus --max-connections for 10,000 polls
+    RC_LOG="$TMP/rollcall-msg-$(printf '%s' "$1" | tr -c 'A-Za-z0-9._-' '_').log"
+    "${SERVER_CPU[@]}" "$BIN" --listen 127.0.0.1:0 --max-sessions "$MAX_SESSIONS" \
+        --max-connections "$MSG_MAX_CONNECTIONS" >"$RC_LOG" 2>&1 </dev/null &
+    RC_PID=$!
+    PIDS+=("$RC_PID")
+    RC_PORT=""
+    local i
+    for i in $(seq 100); do
+        RC_PORT=$(sed -n 's/.*rollcall: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$RC_LOG" | head -1)
+        [ -n "$RC_PORT" ] && break
+        kill -0 "$RC_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$RC_PORT" ] || ! wait_port "$RC_PORT" "$RC_PID"; then
+        problem "rollcall did not start ($BIN --listen 127.0.0.1:0 --max-sessions $MAX_SESSIONS --max-connections $MSG_MAX_CONNECTIONS). Log: $(tail -5 "$RC_LOG" | tr '\n' ' ')"
+        stop_rollcall
+        return 1
+    fi
+    echo "bench: rollcall ($1) pid $RC_PID listening on 127.0.0.1:$RC_PORT"
+}
+
+msg_field() {  # msg_field FILE KEY: KEY's value on msgload's RESULT line
+    awk -v k="$2" '/^RESULT / { for (i = 2; i <= NF; i++) { n = index($i, "=");
+        if (substr($i, 1, n - 1) == k) v = substr($i, n + 1) } } END { print v }' "$1"
+}
+
+# msg_run LABEL OUT MSGLOAD-ARGS...: msgload against a fresh rollcall, its
+# output kept in OUT. 0: measured and clean; 2: measured, but something was
+# lost, duplicated or failed (a problem); 1: not measured (a problem).
+# MSG_WHY says what went wrong.
+msg_run() {
+    local label=$1 out=$2 rc
+    shift 2
+    MSG_WHY=""
+    if ! msg_start_rollcall "$label"; then
+        MSG_WHY="rollcall did not start"
+        return 1
+    fi
+    echo
+    echo "=== $label: ${WRK_CPU[*]:+${WRK_CPU[*]} }msgload $*"
+    "${WRK_CPU[@]}" timeout 300 "$MSGLOAD" --port "$RC_PORT" --pid "$RC_PID" --timeout 240 "$@" >"$out" 2>&1
+    rc=$?
+    sed 's/^/  /' "$out"
+    if ! rollcall_alive "$label"; then
+        MSG_WHY="rollcall died"
+        stop_rollcall
+        return 1
+    fi
+    stop_rollcall
+    if [ "$(msg_field "$out" measured)" != 1 ]; then
+        MSG_WHY="msgload could not measure (exit $rc): $(sed -n 's/^msgload: FATAL: //p' "$out" | head -1)"
+        problem "$label: $MSG_WHY"
+        return 1
+    fi
+    if [ "$(msg_field "$out" clean)" != 1 ]; then
+        MSG_WHY="lost $(msg_field "$out" lost), duplicates $(msg_field "$out" duplicates), failed sends $(msg_field "$out" send_errors), failed polls $(msg_field "$out" poll_errors), failed connections $(msg_field "$out" conn_failures)"
+        problem "$label: $MSG_WHY (see msgload's ERROR lines above)"
+        return 2
+    fi
+    return 0
+}
+
+msg_latency() {
+    local label="msg latency 1000 waiters @2000/s" out="$TMP/msg-latency.out" st
+    msg_run "$label" "$out" --mode latency --waiters 1000 --rate 2000 --seconds "$SECS" --senders 4
+    st=$?
+    if [ $st = 1 ]; then
+        MSG_ROWS+=("$label: NOT MEASURED ($MSG_WHY)")
+        return
+    fi
+    MSG_ROWS+=("$(awk -v l="$label" -v st="$st" -v p50="$(msg_field "$out" p50_ms)" \
+        -v p99="$(msg_field "$out" p99_ms)" -v mx="$(msg_field "$out" max_ms)" \
+        -v s="$(msg_field "$out" sent)" -v r="$(msg_field "$out" received)" \
+        -v lo="$(msg_field "$out" lost)" -v d="$(msg_field "$out" duplicates)" \
+        -v secs="$SECS" -v w="$(msg_field "$out" server_cpu_wait_ms)" 'BEGIN {
+        printf "%s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%ss: %d sent, %d received, %d lost, %d duplicates; rollcall waited %d ms for a CPU)  target p99 <5 ms %s",
+            l, p50, p99, mx, secs, s, r, lo, d, w, (st != 0 ? "INVALID" : (p99 + 0 < 5 ? "PASS" : "BELOW")) }')")
+}
+
+msg_maxrate() {
+    local label="msg max rate 1000 waiters" out="$TMP/msg-maxrate.out" out2="$TMP/msg-hold.out"
+    local st st2 rate hold held note verdict
+    msg_run "$label (closed loop)" "$out" --mode maxrate --waiters 1000 --senders 64 --pipeline 2 \
+        --window 2000 --warmup 1 --seconds 5
+    st=$?
+    if [ $st = 1 ]; then
+        MSG_ROWS+=("$label: NOT MEASURED ($MSG_WHY)")
+        return
+    fi
+    rate=$(msg_field "$out" rate_received)
+    # The open-loop check: 90% of the closed-loop rate, rounded down to 100/s.
+    hold=$(awk -v r="$rate" 'BEGIN { h = int(r * 0.9 / 100) * 100; print (h < 100 ? 100 : h) }')
+    msg_run "$label (open loop at ${hold}/s)" "$out2" --mode latency --waiters 1000 --rate "$hold" \
+        --seconds 5 --senders 64 --pipeline 2
+    st2=$?
+    held=0
+    if [ $st2 = 1 ]; then
+        note="open loop at ${hold}/s: NOT MEASURED ($MSG_WHY)"
+    else
+        # held: clean, sent on schedule (5 s, 2% slack), drained within 1 s
+        awk -v st="$st2" -v ss="$(msg_field "$out2" send_s)" -v dr="$(msg_field "$out2" drain_s)" \
+            'BEGIN { exit !(st == 0 && ss + 0 <= 5 * 1.02 && dr + 0 < 1) }' && held=1
+        note=$(awk -v h="$hold" -v held="$held" -v ss="$(msg_field "$out2" send_s)" \
+            -v dr="$(msg_field "$out2" drain_s)" -v rs="$(msg_field "$out2" rate_sent)" \
+            -v p99="$(msg_field "$out2" p99_ms)" 'BEGIN {
+            printf "open loop at %d/s %s: sent %.0f/s in %.2f s, drained in %.2f s, p99 %.2f ms",
+                h, (held ? "held" : "NOT held"), rs, ss, dr, p99 }')
+    fi
+    if [ $st != 0 ]; then
+        verdict=INVALID
+    elif [ $held != 1 ]; then
+        verdict="BELOW (not sustained in open loop)"
+    elif awk -v r="$rate" 'BEGIN { exit !(r + 0 >= 20000) }'; then
+        verdict=PASS
+    else
+        verdict=BELOW
+    fi
+    MSG_ROWS+=("$(awk -v l="$label" -v r="$rate" -v p99="$(msg_field "$out" p99_ms)" \
+        -v sc="$(msg_field "$out" cpu_server)" -v lo="$(msg_field "$out" lost)" -v n="$note" -v v="$verdict" \
+        -v w="$(msg_field "$out" server_cpu_wait_ms)" 'BEGIN {
+        printf "%s: %.0f msg/s sent and received (closed loop, 64 senders x2 pipelined; p99 %.2f ms, rollcall CPU %d%%, waited %d ms for a CPU, %d lost); %s  target >=20000/s %s",
+            l, r, p99, sc, w, lo, n, v }')")
+}
+
+msg_memory() {
+    local n=10000 label="RSS per pending long-poll (10000)" out="$TMP/msg-memory.out" st hard
+    hard=$(ulimit -Hn)
+    if [ "$hard" != unlimited ] && [ "$hard" -lt $((n + 100)) ]; then
+        problem "$label: the open-file hard limit is $hard; $n long-polls need more than $((n + 100)) descriptors in rollcall and in msgload"
+        MSG_ROWS+=("$label: NOT MEASURED (open-file hard limit $hard < $((n + 100)))")
+        return
+    fi
+    msg_run "$label" "$out" --mode memory --waiters "$n" --wait 120
+    st=$?
+    if [ $st = 1 ]; then
+        MSG_ROWS+=("$label: NOT MEASURED ($MSG_WHY)")
+        return
+    fi
+    MSG_ROWS+=("$(awk -v l="$label" -v st="$st" -v per="$(msg_field "$out" per_poll_bytes)" \
+        -v pc="$(msg_field "$out" per_conn_bytes)" -v pr="$(msg_field "$out" per_request_bytes)" \
+        -v b="$(msg_field "$out" rss_before_kb)" -v a="$(msg_field "$out" rss_after_kb)" \
+        -v r="$(msg_field "$out" received)" 'BEGIN {
+        printf "%s: %.0f bytes each (%.0f the idle connection + %.0f the parked request; VmRSS %.1f -> %.1f MB; all %d answered by a message)  target <10 KB %s",
+            l, per, pc, pr, b / 1024, a / 1024, r, (st != 0 ? "INVALID" : (per + 0 < 10240 ? "PASS" : "BELOW")) }')")
+}
+
+bench_messages() {
+    MSGLOAD="$TMP/msgload"
+    local labels=("msg latency 1000 waiters @2000/s" "msg max rate 1000 waiters"
+                  "RSS per pending long-poll (10000)") l
+    echo
+    echo "=== messages: building msgload: ${CC:-cc} -O2 -Wall -Wextra -Werror $HERE/msgload.c" \
+        "(load average now: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
+    if ! "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$MSGLOAD" "$HERE/msgload.c" 2>&1 | sed 's/^/  /' ||
+            [ ! -x "$MSGLOAD" ]; then
+        problem "msgload.c did not build"
+        for l in "${labels[@]}"; do MSG_ROWS+=("$l: NOT MEASURED (msgload.c did not build)"); done
+        return
+    fi
+    msg_latency
+    msg_maxrate
+    msg_memory
+}
+
 # ----------------------------------------------------------------- main ---
 echo "rollcall benchmark: $BIN"
 echo "wrk settings for every figure: $WRK_DESC${WRK_CPU[*]:+ (wrk on CPU 1, server on CPU 0)}"
 bench_nginx
 bench_rollcall
+bench_groups
 bench_memory
+bench_memory_groups
+bench_messages
 
 echo
 echo "=== results ($WRK_DESC; ratio = req/s / nginx req/s)"
-printf '%-30s %9s %9s %7s  %s\n' "figure" "req/s" "p99" "ratio" "target"
+printf '%-32s %9s %9s %7s  %s\n' "figure" "req/s" "p99" "ratio" "target"
 for row in "${ROWS[@]}"; do echo "$row" | sed 's/ *$//'; done
 echo "$MEM_ROW  (target applies to VmRSS after loading)"
+echo "$GMEM_ROW"
+for row in "${MSG_ROWS[@]}"; do echo "$row"; done
 if [ ${#PROBLEMS[@]} -gt 0 ]; then
     echo
     echo "problems:"

@@ -1,0 +1,1451 @@
+/* msgload: load tool for rollcall's messages (POST /v1/send and the
+ * long-poll receive GET /v1/sessions/{id}/messages).
+ *
+ * Plain sockets and epoll, one thread, 127.0.0.1 only. Builds with
+ *     cc -O2 -Wall -Wextra -Werror -o msgload msgload.c
+ *
+ * Every mode first creates --waiters sessions (POST /v1/sessions {"ttl":3600})
+ * and registers a name per session (PUT /v1/names/<prefix><i>) over a few
+ * pipelined setup connections, then gives each session its own keep-alive
+ * connection that long-polls its mailbox
+ *     GET /v1/sessions/{id}/messages?after=<last seq>&wait=<s>
+ * with X-Session-Token, re-polling at once with the new `after` when answered.
+ * Messages go to the names round-robin (message n to <prefix><n mod waiters>)
+ * over --senders keep-alive connections, pipelined up to --pipeline deep:
+ *     POST /v1/send {"to":{"name":"<prefix><i>"},"body":{"t":<ns>,"n":<n>}}
+ * where t is CLOCK_MONOTONIC in ns when the request is written; the receiving
+ * side takes latency = its own CLOCK_MONOTONIC - t (same machine, same clock).
+ *
+ * Modes:
+ *   latency  open loop: --rate messages/s for --seconds s, then a drain.
+ *   maxrate  closed loop: as fast as the server goes with at most --window
+ *            messages sent but not yet received; counts over --seconds s after
+ *            --warmup s.
+ *   memory   VmRSS of --pid (the server) before the waiters' connections and
+ *            with all of them parked in a long-poll (wait=--wait, default 120),
+ *            then one message to every name, each of which must be received.
+ *
+ * Counts: sent = answered 202 with "delivered":1; received = distinct messages
+ * seen by a waiter; lost = sent but never received by the end of the drain;
+ * duplicates = a message seen again. The last line of output is
+ *     RESULT mode=... key=value ...
+ * for scripts. Exit status: 0 measured and clean; 1 measured but with lost,
+ * duplicate or failed requests (see the ERROR lines); 2 usage; 3 could not
+ * measure (setup failed, connection refused, the time limit, ...).
+ *
+ * --pid lets the tool watch the server: CPU time during the run, VmRSS, and
+ * "settled" (its CPU time has stopped moving and no socket of its port has
+ * unread input in /proc/net/tcp), which is how a batch of long-polls is known
+ * to be parked before the clock starts or RSS is read. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ options --- */
+
+enum mode { M_LATENCY, M_MAXRATE, M_MEMORY };
+
+static struct {
+	enum mode mode;
+	int port;
+	int waiters;
+	double rate;
+	double seconds;
+	double warmup;
+	int senders;
+	int pipeline;
+	long window;
+	int wait_s;
+	int pid;
+	const char *prefix;
+	double timeout;
+	int setup_conns;
+	int quiet;
+} opt = {
+	.mode = M_LATENCY,
+	.waiters = 1000,
+	.rate = 2000,
+	.seconds = 10,
+	.warmup = 1,
+	.senders = 4,
+	.pipeline = 32,
+	.window = 0,
+	.wait_s = 0,
+	.pid = 0,
+	.prefix = "lp-",
+	.timeout = 300,
+	.setup_conns = 8,
+};
+
+static const char *mode_name(void)
+{
+	return opt.mode == M_LATENCY ? "latency" : opt.mode == M_MAXRATE ? "maxrate" : "memory";
+}
+
+/* ------------------------------------------------------------- helpers --- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t deadline_ns; /* the whole run must end by then */
+
+static void fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stdout, "msgload: FATAL: ");
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fprintf(stdout, "\nRESULT mode=%s measured=0\n", mode_name());
+	fflush(stdout);
+	exit(3);
+}
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "msgload: FATAL: hard time limit reached\n";
+
+	(void)sig;
+	if (write(1, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more to do */
+	}
+	_exit(3);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		fatal("out of memory");
+	return p;
+}
+
+/* errors worth showing, the first few of each kind */
+static int errors_total;
+static void note_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	errors_total++;
+	if (errors_total > 20)
+		return;
+	fprintf(stdout, "msgload: ERROR: ");
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+/* ------------------------------------------------ server observation --- */
+
+static long clk_tck;
+
+/* utime + stime of the server in clock ticks; -1 when unknown. */
+static long long server_cpu_ticks(void)
+{
+	char path[64], buf[2048], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+	int i;
+
+	if (opt.pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", opt.pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	p++;
+	/* after ")": state is field 3; utime is 14, stime 15 */
+	for (i = 3; i < 14; i++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -1;
+	}
+	if (sscanf(p, " %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (long long)(ut + st);
+}
+
+static long server_rss_kb(void)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	if (opt.pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", opt.pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static bool server_alive(void)
+{
+	return opt.pid <= 0 || kill(opt.pid, 0) == 0 || errno == EPERM;
+}
+
+/* Sockets of the server's port (local port == opt.port, ESTABLISHED) in
+ * /proc/net/tcp: how many, and how many have unread input. -1 when the file
+ * cannot be read. */
+static int server_sockets(long *established, long *unread)
+{
+	char line[512];
+	FILE *f = fopen("/proc/net/tcp", "r");
+
+	*established = *unread = 0;
+	if (!f)
+		return -1;
+	if (!fgets(line, sizeof(line), f)) {
+		fclose(f);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		unsigned lport, rport, st, txq, rxq;
+		if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%x %x %x:%x", &lport, &rport, &st, &txq,
+			   &rxq) != 5)
+			continue;
+		if ((int)lport != opt.port || st != 1)
+			continue;
+		(*established)++;
+		if (rxq)
+			(*unread)++;
+	}
+	fclose(f);
+	return 0;
+}
+
+/* ---------------------------------------------------------- connections --- */
+
+enum kind { K_SETUP, K_SENDER, K_WAITER };
+
+struct conn {
+	int fd;
+	enum kind kind;
+	int id; /* waiter index for K_WAITER */
+	bool connecting, open, dirty, epout;
+	char *out;
+	size_t olen, ooff, ocap;
+	char *in;
+	size_t ilen, icap;
+	uint64_t *tags; /* FIFO, one per request written and not answered */
+	size_t tcap, thead, tcount;
+};
+
+struct waiter {
+	char id[17];
+	char token[33];
+	uint64_t after;
+	struct conn *c;
+	bool polling;
+	uint64_t answers;
+};
+
+static int epfd;
+static int tfd; /* pacing timer, in epfd with data.ptr NULL */
+static struct sockaddr_in server;
+static struct conn **dirty;
+static size_t ndirty, dirty_cap;
+static int connecting_now;
+static long conns_open, conn_failures;
+
+static struct waiter *W;
+static struct conn **setup_c;
+static struct conn **send_c;
+static int nsend_c;
+
+static void conn_epoll(struct conn *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+	bool want_out = c->connecting || c->ooff < c->olen;
+
+	if (want_out)
+		ev.events |= EPOLLOUT;
+	if (want_out != c->epout) {
+		c->epout = want_out;
+		epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	}
+}
+
+static struct conn *conn_new(enum kind kind, int id)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	struct epoll_event ev;
+	int one = 1;
+
+	if (!c)
+		fatal("out of memory");
+	c->kind = kind;
+	c->id = id;
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		fatal("socket: %s (open connections %ld; RLIMIT_NOFILE too low?)", strerror(errno), conns_open);
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, (struct sockaddr *)&server, sizeof(server)) == 0) {
+		c->open = true;
+	} else if (errno == EINPROGRESS) {
+		c->connecting = true;
+		connecting_now++;
+	} else {
+		fatal("connect to 127.0.0.1:%d: %s", opt.port, strerror(errno));
+	}
+	conns_open++;
+	ev.events = EPOLLIN | EPOLLRDHUP | (c->connecting ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	c->epout = c->connecting;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev))
+		fatal("epoll_ctl: %s", strerror(errno));
+	return c;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+		c->fd = -1;
+		conns_open--;
+		if (c->connecting)
+			connecting_now--;
+	}
+	c->open = c->connecting = false;
+}
+
+static void conn_free(struct conn *c)
+{
+	if (!c)
+		return;
+	conn_close(c);
+	free(c->out);
+	free(c->in);
+	free(c->tags);
+	free(c);
+}
+
+static void mark_dirty(struct conn *c)
+{
+	if (c->dirty)
+		return;
+	if (ndirty == dirty_cap) {
+		dirty_cap = dirty_cap ? dirty_cap * 2 : 1024;
+		dirty = xrealloc(dirty, dirty_cap * sizeof(*dirty));
+	}
+	dirty[ndirty++] = c;
+	c->dirty = true;
+}
+
+/* Appends a request to c's output and its tag to the FIFO. */
+static void conn_request(struct conn *c, uint64_t tag, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (c->ooff == c->olen)
+		c->ooff = c->olen = 0;
+	for (;;) {
+		size_t room = c->ocap - c->olen;
+		va_start(ap, fmt);
+		n = vsnprintf(c->out + c->olen, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			fatal("vsnprintf");
+		if ((size_t)n < room)
+			break;
+		c->ocap = c->ocap ? c->ocap * 2 : 512;
+		while (c->ocap - c->olen <= (size_t)n)
+			c->ocap *= 2;
+		c->out = xrealloc(c->out, c->ocap);
+	}
+	c->olen += (size_t)n;
+	if (c->tcount == c->tcap) {
+		size_t i, ncap = c->tcap ? c->tcap * 2 : 4;
+		uint64_t *nt = xrealloc(NULL, ncap * sizeof(*nt));
+		for (i = 0; i < c->tcount; i++)
+			nt[i] = c->tags[(c->thead + i) % c->tcap];
+		free(c->tags);
+		c->tags = nt;
+		c->tcap = ncap;
+		c->thead = 0;
+	}
+	c->tags[(c->thead + c->tcount) % c->tcap] = tag;
+	c->tcount++;
+	mark_dirty(c);
+}
+
+static void conn_failed(struct conn *c, const char *what)
+{
+	conn_failures++;
+	note_error("%s connection %s (%s; %zu requests unanswered)",
+		   c->kind == K_WAITER ? "waiter" : c->kind == K_SENDER ? "sender" : "setup", what,
+		   errno ? strerror(errno) : "closed", c->tcount);
+	if (c->kind == K_WAITER)
+		W[c->id].polling = false;
+	conn_close(c);
+}
+
+static void conn_flush(struct conn *c)
+{
+	while (c->open && c->ooff < c->olen) {
+		ssize_t n = send(c->fd, c->out + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
+		if (n > 0) {
+			c->ooff += (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			break;
+		} else {
+			conn_failed(c, "write failed");
+			return;
+		}
+	}
+	if (c->fd >= 0)
+		conn_epoll(c);
+}
+
+static void flush_dirty(void)
+{
+	size_t i;
+
+	for (i = 0; i < ndirty; i++) {
+		dirty[i]->dirty = false;
+		if (dirty[i]->open)
+			conn_flush(dirty[i]);
+	}
+	ndirty = 0;
+}
+
+/* --------------------------------------------------------- HTTP parsing --- */
+
+static bool header_value(const char *h, size_t hlen, const char *name, const char **v, size_t *vlen)
+{
+	size_t nl = strlen(name);
+	const char *p = h, *end = h + hlen;
+
+	while (p < end) {
+		const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+		if (!eol)
+			eol = end;
+		if ((size_t)(eol - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
+			const char *s = p + nl + 1;
+			while (s < eol && (*s == ' ' || *s == '\t'))
+				s++;
+			*v = s;
+			*vlen = (size_t)(eol - s);
+			return true;
+		}
+		p = eol + 2;
+	}
+	return false;
+}
+
+/* One whole response at buf: 1 with status, body and the bytes it takes;
+ * 0 when more is needed; -1 when it cannot be parsed. */
+static int parse_response(const char *buf, size_t len, int *status, const char **body, size_t *blen,
+			  size_t *used, bool *close_after)
+{
+	const char *hend = memmem(buf, len, "\r\n\r\n", 4), *v;
+	size_t hlen, vlen, cl = 0;
+
+	if (!hend)
+		return len > 65536 ? -1 : 0;
+	hlen = (size_t)(hend - buf);
+	if (hlen < 12 || memcmp(buf, "HTTP/1.", 7) || !isdigit((unsigned char)buf[9]))
+		return -1;
+	*status = atoi(buf + 9);
+	if (header_value(buf, hlen, "Transfer-Encoding", &v, &vlen))
+		return -1; /* rollcall answers with Content-Length */
+	if (header_value(buf, hlen, "Content-Length", &v, &vlen))
+		cl = strtoul(v, NULL, 10);
+	else if (*status != 204 && *status != 304)
+		return -1;
+	*close_after = header_value(buf, hlen, "Connection", &v, &vlen) && vlen >= 5 && !strncasecmp(v, "close", 5);
+	if (len < hlen + 4 + cl)
+		return 0;
+	*body = hend + 4;
+	*blen = cl;
+	*used = hlen + 4 + cl;
+	return 1;
+}
+
+/* The number after "key" (then blanks, ':', blanks) at or after *p, before
+ * end; moves *p past it. */
+static bool json_uint(const char **p, const char *end, const char *key, uint64_t *out)
+{
+	size_t kl = strlen(key);
+	const char *q = *p;
+
+	for (;;) {
+		const char *k = memmem(q, (size_t)(end - q), key, kl);
+		const char *s;
+		if (!k)
+			return false;
+		s = k + kl;
+		while (s < end && isspace((unsigned char)*s))
+			s++;
+		if (s < end && *s == ':') {
+			s++;
+			while (s < end && isspace((unsigned char)*s))
+				s++;
+			if (s < end && isdigit((unsigned char)*s)) {
+				uint64_t v = 0;
+				while (s < end && isdigit((unsigned char)*s))
+					v = v * 10 + (uint64_t)(*s++ - '0');
+				*out = v;
+				*p = s;
+				return true;
+			}
+		}
+		q = k + kl;
+	}
+}
+
+/* The hex string after "key": copies at most cap-1 characters. */
+static bool json_str(const char *b, size_t blen, const char *key, char *out, size_t cap)
+{
+	char pat[64];
+	const char *k, *s, *end = b + blen;
+	size_t n = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	k = memmem(b, blen, pat, strlen(pat));
+	if (!k)
+		return false;
+	s = k + strlen(pat);
+	while (s < end && (isspace((unsigned char)*s) || *s == ':'))
+		s++;
+	if (s >= end || *s != '"')
+		return false;
+	s++;
+	while (s < end && *s != '"' && n + 1 < cap)
+		out[n++] = *s++;
+	out[n] = 0;
+	return s < end && *s == '"';
+}
+
+/* --------------------------------------------------------- bookkeeping --- */
+
+#define MS_WRITTEN 1
+#define MS_ACKED 2
+#define MS_RECEIVED 4
+
+static uint8_t *mstate; /* per message n */
+static uint64_t mcap;
+static uint64_t issued;           /* send requests written */
+static uint64_t acked, send_errors, send_answers;
+static uint64_t received, duplicates, unknown_msgs, poll_answers, poll_errors, early_answers;
+static uint64_t *lat; /* ns, one per message received, in arrival order */
+static uint64_t nlat, latcap;
+static uint64_t win_start, win_end; /* measurement window for maxrate */
+static uint64_t win_received, win_acked;
+static bool sending_stopped;
+static bool expect_answers = true; /* memory mode: false while RSS is measured */
+static uint64_t setup_done, setup_errors;
+static double rq_server_ms = -1, rq_client_ms = -1; /* ms runnable but not running */
+static bool poll_on_connect = true; /* memory mode opens them idle first */
+
+static void mstate_grow(uint64_t n)
+{
+	if (n < mcap)
+		return;
+	uint64_t ncap = mcap ? mcap : 65536;
+	while (ncap <= n)
+		ncap *= 2;
+	mstate = xrealloc(mstate, ncap);
+	memset(mstate + mcap, 0, ncap - mcap);
+	mcap = ncap;
+}
+
+static void poll_now(struct waiter *w)
+{
+	conn_request(w->c, 0, "GET /v1/sessions/%s/messages?after=%" PRIu64 "&wait=%d HTTP/1.1\r\n"
+			      "Host: 127.0.0.1\r\nX-Session-Token: %s\r\n\r\n",
+		     w->id, w->after, opt.wait_s, w->token);
+	w->polling = true;
+}
+
+static void send_message(struct conn *c, uint64_t n)
+{
+	char body[160];
+	int len;
+
+	mstate_grow(n);
+	len = snprintf(body, sizeof(body), "{\"to\":{\"name\":\"%s%" PRIu64 "\"},\"body\":{\"t\":%" PRIu64
+				       ",\"n\":%" PRIu64 "}}",
+		       opt.prefix, n % (uint64_t)opt.waiters, now_ns(), n);
+	conn_request(c, n, "POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+			   "Content-Length: %d\r\n\r\n%s",
+		     len, body);
+	mstate[n] |= MS_WRITTEN;
+	issued++;
+}
+
+static void on_waiter_answer(struct waiter *w, int status, const char *body, size_t blen, uint64_t t)
+{
+	const char *p = body, *end = body + blen;
+	uint64_t seq, ts, n, got = 0;
+
+	w->polling = false;
+	w->answers++;
+	poll_answers++;
+	if (!expect_answers)
+		early_answers++;
+	if (status != 200) {
+		poll_errors++;
+		note_error("poll of session %s answered %d: %.*s (this waiter stops)", w->id, status,
+			   (int)(blen > 200 ? 200 : blen), body);
+		return; /* no hot loop of errors: its messages will count as lost */
+	} else {
+		while (json_uint(&p, end, "\"seq\"", &seq)) {
+			if (!json_uint(&p, end, "\"t\"", &ts) || !json_uint(&p, end, "\"n\"", &n)) {
+				note_error("message without t or n in: %.*s", (int)(blen > 200 ? 200 : blen), body);
+				poll_errors++;
+				break;
+			}
+			got++;
+			if (seq > w->after)
+				w->after = seq;
+			if (n >= mcap || !(mstate[n] & MS_WRITTEN)) {
+				unknown_msgs++;
+				continue;
+			}
+			if (mstate[n] & MS_RECEIVED) {
+				duplicates++;
+				continue;
+			}
+			mstate[n] |= MS_RECEIVED;
+			received++;
+			if (t >= win_start && t < win_end)
+				win_received++;
+			if (nlat == latcap) {
+				latcap = latcap ? latcap * 2 : 65536;
+				lat = xrealloc(lat, latcap * sizeof(*lat));
+			}
+			lat[nlat++] = t > ts ? t - ts : 0;
+		}
+		(void)got;
+	}
+	if (w->c->open)
+		poll_now(w);
+}
+
+static void on_send_answer(uint64_t n, int status, const char *body, size_t blen, uint64_t t)
+{
+	const char *p = body, *end = body + blen;
+	uint64_t d = 0;
+
+	send_answers++;
+	if (status == 202 && json_uint(&p, end, "\"delivered\"", &d) && d == 1) {
+		mstate[n] |= MS_ACKED;
+		acked++;
+		if (t >= win_start && t < win_end)
+			win_acked++;
+	} else {
+		send_errors++;
+		note_error("send of message %" PRIu64 " answered %d: %.*s", n, status, (int)(blen > 200 ? 200 : blen),
+			   body);
+	}
+}
+
+#define OP_SESSION (1ull << 40)
+#define OP_NAME (2ull << 40)
+#define OP_MASK (0xffull << 40)
+
+static void on_setup_answer(uint64_t tag, int status, const char *body, size_t blen)
+{
+	uint64_t i = tag & ~OP_MASK;
+	struct waiter *w = &W[i];
+
+	if ((tag & OP_MASK) == OP_SESSION) {
+		if (status != 201 || !json_str(body, blen, "id", w->id, sizeof(w->id)) ||
+		    !json_str(body, blen, "token", w->token, sizeof(w->token)) || strlen(w->id) != 16 ||
+		    strlen(w->token) != 32) {
+			setup_errors++;
+			note_error("POST /v1/sessions answered %d: %.*s", status, (int)(blen > 200 ? 200 : blen), body);
+			return;
+		}
+	} else if (status != 201) {
+		setup_errors++;
+		note_error("PUT /v1/names/%s%" PRIu64 " answered %d: %.*s", opt.prefix, i, status,
+			   (int)(blen > 200 ? 200 : blen), body);
+		return;
+	}
+	setup_done++;
+}
+
+static void conn_readable(struct conn *c)
+{
+	for (;;) {
+		ssize_t n;
+		if (c->icap - c->ilen < 4096) {
+			c->icap = c->icap ? c->icap * 2 : 8192;
+			c->in = xrealloc(c->in, c->icap);
+		}
+		n = recv(c->fd, c->in + c->ilen, c->icap - c->ilen, 0);
+		if (n > 0) {
+			c->ilen += (size_t)n;
+			if ((size_t)n < c->icap - c->ilen + (size_t)n)
+				break; /* short read: drained for now */
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		errno = n == 0 ? 0 : errno;
+		conn_failed(c, n == 0 ? "closed by the server" : "read failed");
+		return;
+	}
+	uint64_t t = now_ns();
+	size_t off = 0;
+	while (off < c->ilen) {
+		int status = 0;
+		const char *body = NULL;
+		size_t blen = 0, used = 0;
+		bool close_after = false;
+		int r = parse_response(c->in + off, c->ilen - off, &status, &body, &blen, &used, &close_after);
+		if (r == 0)
+			break;
+		if (r < 0 || c->tcount == 0) {
+			errno = 0;
+			conn_failed(c, r < 0 ? "sent an answer that msgload cannot parse" : "sent an unasked-for answer");
+			return;
+		}
+		uint64_t tag = c->tags[c->thead];
+		c->thead = (c->thead + 1) % c->tcap;
+		c->tcount--;
+		if (c->kind == K_WAITER)
+			on_waiter_answer(&W[c->id], status, body, blen, t);
+		else if (c->kind == K_SENDER)
+			on_send_answer(tag, status, body, blen, t);
+		else
+			on_setup_answer(tag, status, body, blen);
+		off += used;
+		if (close_after) {
+			errno = 0;
+			conn_failed(c, "was closed by the server (Connection: close)");
+			return;
+		}
+		if (c->fd < 0)
+			return;
+	}
+	if (off) {
+		memmove(c->in, c->in + off, c->ilen - off);
+		c->ilen -= off;
+	}
+}
+
+static void conn_event(struct conn *c, uint32_t ev)
+{
+	if (c->connecting && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+		int err = 0;
+		socklen_t sl = sizeof(err);
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+		c->connecting = false;
+		connecting_now--;
+		if (err) {
+			errno = err;
+			conn_failed(c, "could not connect");
+			return;
+		}
+		c->open = true;
+		if (c->kind == K_WAITER && poll_on_connect && !W[c->id].polling)
+			poll_now(&W[c->id]);
+		mark_dirty(c);
+	}
+	if (c->open && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+		conn_readable(c);
+	if (c->open && (ev & EPOLLOUT))
+		mark_dirty(c);
+}
+
+/* One turn of the loop: writes what is queued, waits up to timeout_ms for
+ * events, handles them, writes again. */
+static void loop_once(int timeout_ms)
+{
+	struct epoll_event evs[256];
+	int n, i;
+
+	flush_dirty();
+	n = epoll_wait(epfd, evs, 256, timeout_ms);
+	if (n < 0 && errno != EINTR)
+		fatal("epoll_wait: %s", strerror(errno));
+	for (i = 0; i < n; i++) {
+		if (evs[i].data.ptr) {
+			conn_event(evs[i].data.ptr, evs[i].events);
+		} else {
+			uint64_t x;
+			if (read(tfd, &x, sizeof(x)) < 0) {
+				/* not yet expired: nothing to read */
+			}
+		}
+	}
+	flush_dirty();
+	if (now_ns() > deadline_ns)
+		fatal("time limit of %.0f s reached (--timeout)", opt.timeout);
+}
+
+/* --------------------------------------------------------------- phases --- */
+
+static void check_alive(const char *when)
+{
+	if (!server_alive())
+		fatal("the server (pid %d) is gone %s", opt.pid, when);
+}
+
+/* Creates the sessions and their names over pipelined setup connections. */
+static void setup(void)
+{
+	int nc = opt.setup_conns, i, stage;
+	uint64_t t0 = now_ns();
+
+	setup_c = xrealloc(NULL, (size_t)nc * sizeof(*setup_c));
+	for (i = 0; i < nc; i++)
+		setup_c[i] = conn_new(K_SETUP, i);
+	for (stage = 0; stage < 2; stage++) {
+		uint64_t next = 0, want = (uint64_t)opt.waiters;
+		setup_done = 0;
+		while (setup_done + setup_errors < want) {
+			for (i = 0; i < nc && next < want; i++) {
+				struct conn *c = setup_c[i];
+				if (c->fd < 0)
+					fatal("a setup connection failed");
+				if (c->connecting)
+					continue;
+				while (c->tcount < 64 && next < want) {
+					struct waiter *w = &W[next];
+					if (stage == 0)
+						conn_request(c, OP_SESSION | next,
+							     "POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+							     "Content-Type: application/json\r\nContent-Length: 12\r\n\r\n"
+							     "{\"ttl\":3600}");
+					else
+						conn_request(c, OP_NAME | next,
+							     "PUT /v1/names/%s%" PRIu64 " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+							     "X-Session-Token: %s\r\nContent-Length: 0\r\n\r\n",
+							     opt.prefix, next, w->token);
+					next++;
+				}
+			}
+			loop_once(10);
+			if (setup_errors)
+				fatal("setup failed: %" PRIu64 " of the %s requests got wrong answers (above)", setup_errors,
+				      stage == 0 ? "POST /v1/sessions" : "PUT /v1/names");
+		}
+	}
+	for (i = 0; i < nc; i++)
+		conn_free(setup_c[i]);
+	free(setup_c);
+	printf("msgload: setup: %d sessions (ttl 3600) with names %s0..%s%d in %.2f s\n", opt.waiters, opt.prefix,
+	       opt.prefix, opt.waiters - 1, (double)(now_ns() - t0) / 1e9);
+	fflush(stdout);
+}
+
+/* Opens every waiter's connection, at most 256 connecting at a time; each
+ * sends its first poll as soon as it is connected. */
+static void open_waiters(void)
+{
+	int i = 0;
+
+	while (i < opt.waiters || connecting_now) {
+		while (i < opt.waiters && connecting_now < 256) {
+			W[i].c = conn_new(K_WAITER, i);
+			if (W[i].c->open && poll_on_connect)
+				poll_now(&W[i]);
+			i++;
+		}
+		loop_once(10);
+		if (conn_failures)
+			fatal("%ld waiter connections failed", conn_failures);
+	}
+}
+
+static void open_senders(void)
+{
+	int i;
+
+	nsend_c = opt.senders;
+	send_c = xrealloc(NULL, (size_t)nsend_c * sizeof(*send_c));
+	for (i = 0; i < nsend_c; i++)
+		send_c[i] = conn_new(K_SENDER, i);
+	while (connecting_now)
+		loop_once(10);
+	if (conn_failures)
+		fatal("sender connections failed");
+}
+
+static bool all_flushed(void)
+{
+	int i;
+
+	for (i = 0; i < opt.waiters; i++)
+		if (W[i].c && W[i].c->open && W[i].c->ooff < W[i].c->olen)
+			return false;
+	return true;
+}
+
+/* Runs the loop until every waiter's poll is written and the server has
+ * settled: its CPU time unchanged over 3 checks 100 ms apart and no unread
+ * input on its sockets (so each poll has been read and parked). Without
+ * --pid, waits 1 s. Returns a description of how it was established. */
+static const char *settle(double max_s)
+{
+	uint64_t t0 = now_ns(), next = t0;
+	long long last = -2;
+	int still = 0;
+	long est = 0, unread = 0;
+
+	if (opt.pid <= 0) {
+		while (now_ns() - t0 < 1000000000ull)
+			loop_once(50);
+		return "waited 1 s (no --pid)";
+	}
+	for (;;) {
+		loop_once(20);
+		if (now_ns() < next)
+			continue;
+		next = now_ns() + 100000000ull;
+		check_alive("while the polls were being parked");
+		long long cpu = server_cpu_ticks();
+		int sk = server_sockets(&est, &unread);
+		bool quiet = cpu == last && (sk < 0 || unread == 0) && all_flushed() && !connecting_now;
+		last = cpu;
+		still = quiet ? still + 1 : 0;
+		if (still >= 3)
+			return sk < 0 ? "server CPU idle for 300 ms (no /proc/net/tcp)"
+				      : "server CPU idle for 300 ms, no unread input on its sockets";
+		if ((double)(now_ns() - t0) / 1e9 > max_s)
+			fatal("the server did not settle within %.0f s (%ld sockets, %ld with unread input)", max_s,
+			      est, unread);
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct_ms(double p)
+{
+	uint64_t i;
+
+	if (!nlat)
+		return -1;
+	i = (uint64_t)(p / 100.0 * (double)nlat);
+	if (i >= nlat)
+		i = nlat - 1;
+	return (double)lat[i] / 1e6;
+}
+
+static double client_cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The sender connection with the fewest requests in flight, if under the
+ * pipeline depth. */
+static struct conn *free_sender(void)
+{
+	static int rr;
+	struct conn *best = NULL;
+	int i;
+
+	for (i = 0; i < nsend_c; i++) {
+		struct conn *c = send_c[(rr + i) % nsend_c];
+		if (c->open && c->tcount < (size_t)opt.pipeline && (!best || c->tcount < best->tcount))
+			best = c;
+	}
+	rr++;
+	return best;
+}
+
+static size_t senders_in_flight(void)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < nsend_c; i++)
+		if (send_c[i]->fd >= 0)
+			n += send_c[i]->tcount;
+	return n;
+}
+
+/* After the sending stops: until every send is answered and every
+ * acknowledged message received, or drain_s passes. */
+static double drain(double drain_s)
+{
+	uint64_t t0 = now_ns();
+
+	sending_stopped = true;
+	while ((double)(now_ns() - t0) / 1e9 < drain_s) {
+		if (senders_in_flight() == 0 && received >= acked)
+			break;
+		loop_once(10);
+	}
+	return (double)(now_ns() - t0) / 1e9;
+}
+
+static uint64_t count_lost(void)
+{
+	uint64_t n, lost = 0;
+
+	for (n = 0; n < issued; n++)
+		if ((mstate[n] & MS_ACKED) && !(mstate[n] & MS_RECEIVED))
+			lost++;
+	return lost;
+}
+
+static int report(double secs_sent, double drain_s, double cpu_server, double cpu_client)
+{
+	uint64_t lost = count_lost();
+	double p50, p90, p99, p999, mx;
+	int rc;
+
+	qsort(lat, nlat, sizeof(*lat), cmp_u64);
+	p50 = pct_ms(50);
+	p90 = pct_ms(90);
+	p99 = pct_ms(99);
+	p999 = pct_ms(99.9);
+	mx = nlat ? (double)lat[nlat - 1] / 1e6 : -1;
+	double rate_sent, rate_recv;
+	if (opt.mode == M_MAXRATE) {
+		rate_sent = (double)win_acked / opt.seconds;
+		rate_recv = (double)win_received / opt.seconds;
+	} else {
+		rate_sent = (double)acked / secs_sent;
+		rate_recv = (double)received / secs_sent;
+	}
+	printf("msgload: messages: written %" PRIu64 ", sent (202 delivered 1) %" PRIu64 ", received %" PRIu64
+	       ", lost %" PRIu64 ", duplicates %" PRIu64 ", send errors %" PRIu64 ", poll errors %" PRIu64
+	       ", unknown %" PRIu64 ", connection failures %ld\n",
+	       issued, acked, received, lost, duplicates, send_errors, poll_errors, unknown_msgs, conn_failures);
+	printf("msgload: rate: sent %.0f/s, received %.0f/s (%s); drain %.2f s; poll answers %" PRIu64
+	       " (%.2f messages each)\n",
+	       rate_sent, rate_recv,
+	       opt.mode == M_MAXRATE ? "in the measured window" : "over the sending period", drain_s, poll_answers,
+	       poll_answers ? (double)received / (double)poll_answers : 0.0);
+	printf("msgload: latency send->receive (%" PRIu64 " messages): p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, "
+	       "p99.9 %.3f ms, max %.3f ms\n",
+	       nlat, p50, p90, p99, p999, mx);
+	if (cpu_server >= 0)
+		printf("msgload: CPU while sending: server %.0f%%, msgload %.0f%% (of one core); time spent runnable "
+		       "but waiting for a CPU (schedstat): server %.1f ms, msgload %.1f ms\n",
+		       cpu_server * 100, cpu_client * 100, rq_server_ms, rq_client_ms);
+	else
+		printf("msgload: CPU while sending: msgload %.0f%% of one core (server unknown: no --pid)\n",
+		       cpu_client * 100);
+	rc = (lost || duplicates || send_errors || poll_errors || unknown_msgs || conn_failures) ? 1 : 0;
+	printf("RESULT mode=%s measured=1 clean=%d waiters=%d senders=%d target_rate=%.0f window=%ld written=%" PRIu64
+	       " sent=%" PRIu64 " received=%" PRIu64 " lost=%" PRIu64 " duplicates=%" PRIu64 " send_errors=%" PRIu64
+	       " poll_errors=%" PRIu64 " conn_failures=%ld rate_sent=%.0f rate_received=%.0f p50_ms=%.3f p99_ms=%.3f"
+	       " max_ms=%.3f msgs_per_answer=%.2f cpu_server=%.0f cpu_client=%.0f send_s=%.2f drain_s=%.2f"
+	       " server_cpu_wait_ms=%.0f client_cpu_wait_ms=%.0f\n",
+	       mode_name(), !rc, opt.waiters, opt.senders, opt.mode == M_LATENCY ? opt.rate : 0,
+	       opt.mode == M_MAXRATE ? opt.window : 0, issued, acked, received, lost, duplicates, send_errors,
+	       poll_errors, conn_failures, rate_sent, rate_recv, p50, p99, mx,
+	       poll_answers ? (double)received / (double)poll_answers : 0.0, cpu_server * 100, cpu_client * 100,
+	       secs_sent, drain_s, rq_server_ms, rq_client_ms);
+	return rc;
+}
+
+/* CPU of the server and msgload between two points, as fractions of a core. */
+struct cpu_mark {
+	uint64_t t;
+	long long server;
+	double client;
+	long long server_rq, client_rq; /* ns spent runnable but waiting for a CPU; -1 unknown */
+};
+
+/* The second field of /proc/PID/schedstat: time spent waiting on a run
+ * queue, in ns. */
+static long long runqueue_wait_ns(const char *path)
+{
+	unsigned long long run, wait;
+	FILE *f = fopen(path, "r");
+	int n;
+
+	if (!f)
+		return -1;
+	n = fscanf(f, "%llu %llu", &run, &wait);
+	fclose(f);
+	return n == 2 ? (long long)wait : -1;
+}
+
+static struct cpu_mark cpu_mark(void)
+{
+	char path[64];
+	struct cpu_mark m = { now_ns(), server_cpu_ticks(), client_cpu_s(), -1, -1 };
+
+	if (opt.pid > 0) {
+		snprintf(path, sizeof(path), "/proc/%d/schedstat", opt.pid);
+		m.server_rq = runqueue_wait_ns(path);
+	}
+	m.client_rq = runqueue_wait_ns("/proc/self/schedstat");
+	return m;
+}
+
+
+static void cpu_between(struct cpu_mark a, struct cpu_mark b, double *server, double *client)
+{
+	double dt = (double)(b.t - a.t) / 1e9;
+
+	*server = (a.server >= 0 && b.server >= 0 && dt > 0) ? (double)(b.server - a.server) / (double)clk_tck / dt
+							      : -1;
+	*client = dt > 0 ? (b.client - a.client) / dt : 0;
+	rq_server_ms = a.server_rq >= 0 && b.server_rq >= 0 ? (double)(b.server_rq - a.server_rq) / 1e6 : -1;
+	rq_client_ms = a.client_rq >= 0 && b.client_rq >= 0 ? (double)(b.client_rq - a.client_rq) / 1e6 : -1;
+}
+
+static int run_latency(void)
+{
+	uint64_t total = (uint64_t)(opt.rate * opt.seconds + 0.5), t0, tend;
+	uint64_t behind = 0, max_lag = 0;
+	double cs, cc;
+
+	printf("msgload: latency: %d waiters (wait=%d), %.0f messages/s for %.1f s over %d sender connections "
+	       "(pipeline <= %d)\n",
+	       opt.waiters, opt.wait_s, opt.rate, opt.seconds, opt.senders, opt.pipeline);
+	fflush(stdout);
+	t0 = now_ns();
+	struct cpu_mark m0 = cpu_mark();
+	while (issued < total) {
+		uint64_t now = now_ns();
+		uint64_t due = (uint64_t)((double)(now - t0) * opt.rate / 1e9) + 1;
+		if (due > total)
+			due = total;
+		bool full = false;
+		while (issued < due) {
+			struct conn *c = free_sender();
+			if (!c) {
+				full = true;
+				break;
+			}
+			uint64_t lag = now - (t0 + (uint64_t)((double)issued * 1e9 / opt.rate));
+			if ((int64_t)lag > 0 && lag > max_lag)
+				max_lag = lag;
+			send_message(c, issued);
+		}
+		if (full) {
+			/* every sender slot is taken: wait for an answer */
+			behind++;
+			loop_once(1);
+			continue;
+		}
+		/* sleep until the next message is due (timerfd: ns precision) */
+		uint64_t next_t = t0 + (uint64_t)((double)(issued) * 1e9 / opt.rate);
+		if (issued < total && next_t > now_ns()) {
+			struct itimerspec its = { .it_value = { .tv_sec = (time_t)(next_t / 1000000000u),
+								.tv_nsec = (long)(next_t % 1000000000u) } };
+			timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+			loop_once(-1);
+		} else {
+			loop_once(0);
+		}
+	}
+	tend = now_ns();
+	struct cpu_mark m1 = cpu_mark();
+	cpu_between(m0, m1, &cs, &cc);
+	double sent_s = (double)(tend - t0) / 1e9;
+	double dr = drain(10);
+	printf("msgload: sending took %.2f s for %" PRIu64 " messages (schedule %.2f s); most behind schedule "
+	       "%.3f ms; all sender slots busy %" PRIu64 " times\n",
+	       sent_s, total, opt.seconds, (double)max_lag / 1e6, behind);
+	check_alive("after the run");
+	return report(sent_s, dr, cs, cc);
+}
+
+static int run_maxrate(void)
+{
+	uint64_t t0;
+	double cs, cc;
+
+	printf("msgload: maxrate: %d waiters (wait=%d), as fast as possible with at most %ld messages in flight, "
+	       "%d sender connections (pipeline <= %d), %.1f s warm-up then %.1f s measured\n",
+	       opt.waiters, opt.wait_s, opt.window, opt.senders, opt.pipeline, opt.warmup, opt.seconds);
+	fflush(stdout);
+	t0 = now_ns();
+	win_start = t0 + (uint64_t)(opt.warmup * 1e9);
+	win_end = win_start + (uint64_t)(opt.seconds * 1e9);
+	struct cpu_mark m0 = { 0, -1, 0, -1, -1 }, m1;
+	bool marked = false;
+	uint64_t nlat0 = 0;
+	for (;;) {
+		uint64_t now = now_ns();
+		if (!marked && now >= win_start) {
+			m0 = cpu_mark();
+			marked = true;
+			nlat0 = nlat;
+		}
+		if (now >= win_end)
+			break;
+		while ((long)(issued - received - send_errors) < opt.window) {
+			struct conn *c = free_sender();
+			if (!c)
+				break;
+			send_message(c, issued);
+		}
+		loop_once(1);
+	}
+	m1 = cpu_mark();
+	cpu_between(m0, m1, &cs, &cc);
+	/* latencies of the measured window only */
+	uint64_t nwin = nlat - nlat0;
+	memmove(lat, lat + nlat0, nwin * sizeof(*lat));
+	nlat = nwin;
+	double dr = drain(10);
+	nlat = nwin; /* drained messages' latency is not part of the window */
+	check_alive("after the run");
+	return report(opt.seconds, dr, cs, cc);
+}
+
+static int run_memory(void)
+{
+	long before, mid, after, est = 0, unread = 0;
+	const char *how;
+	uint64_t t0;
+	int rc, i;
+
+	if (opt.pid <= 0)
+		fatal("memory mode needs --pid of the server");
+	how = settle(30);
+	before = server_rss_kb();
+	printf("msgload: memory: server VmRSS %ld kB with %d sessions and names, no waiter connection (%s)\n", before,
+	       opt.waiters, how);
+	/* The connections first, idle, then a long-poll on each: the two
+	 * steps of the cost. */
+	expect_answers = false;
+	poll_on_connect = false;
+	t0 = now_ns();
+	open_waiters();
+	how = settle(60);
+	mid = server_rss_kb();
+	server_sockets(&est, &unread);
+	printf("msgload: memory: %d idle keep-alive connections open in %.2f s (%s; %ld server sockets); server "
+	       "VmRSS %ld kB\n",
+	       opt.waiters, (double)(now_ns() - t0) / 1e9, how, est, mid);
+	t0 = now_ns();
+	for (i = 0; i < opt.waiters; i++)
+		if (W[i].c->open)
+			poll_now(&W[i]);
+	how = settle(60);
+	after = server_rss_kb();
+	server_sockets(&est, &unread);
+	printf("msgload: memory: %d long-polls (wait=%d) parked in %.2f s (%s; %ld server sockets); server VmRSS %ld "
+	       "kB\n",
+	       opt.waiters, opt.wait_s, (double)(now_ns() - t0) / 1e9, how, est, after);
+	if (early_answers)
+		note_error("%" PRIu64 " long-polls were answered before any message was sent", early_answers);
+	expect_answers = true;
+	/* Check that they were pending: one message to every name. */
+	open_senders();
+	uint64_t total = (uint64_t)opt.waiters;
+	t0 = now_ns();
+	while (issued < total) {
+		struct conn *c;
+		while (issued < total && (c = free_sender()))
+			send_message(c, issued);
+		loop_once(1);
+	}
+	drain(60);
+	uint64_t lost = count_lost();
+	uint64_t answered = 0;
+	for (i = 0; i < opt.waiters; i++)
+		answered += W[i].answers ? 1 : 0;
+	double check_s = (double)(now_ns() - t0) / 1e9;
+	printf("msgload: memory: check: %" PRIu64 " messages sent, %" PRIu64 " received by %" PRIu64
+	       " waiters in %.2f s (%.0f/s), lost %" PRIu64 ", duplicates %" PRIu64 ", early answers %" PRIu64 "\n",
+	       acked, received, answered, check_s, (double)received / check_s, lost, duplicates, early_answers);
+	rc = (lost || duplicates || send_errors || poll_errors || early_answers || conn_failures || unknown_msgs ||
+	      received != total || before < 0 || mid < 0 || after < 0)
+		     ? 1
+		     : 0;
+	double per = (double)(after - before) * 1024.0 / opt.waiters;
+	double per_conn = (double)(mid - before) * 1024.0 / opt.waiters;
+	double per_req = (double)(after - mid) * 1024.0 / opt.waiters;
+	printf("msgload: memory: %.0f bytes of server VmRSS per pending long-poll with its connection "
+	       "(%.0f the idle connection, %.0f the parked request)\n",
+	       per, per_conn, per_req);
+	printf("RESULT mode=memory measured=1 clean=%d waiters=%d rss_before_kb=%ld rss_conns_kb=%ld rss_after_kb=%ld "
+	       "per_poll_bytes=%.0f per_conn_bytes=%.0f per_request_bytes=%.0f sent=%" PRIu64 " received=%" PRIu64
+	       " lost=%" PRIu64 " duplicates=%" PRIu64 " early_answers=%" PRIu64 " send_errors=%" PRIu64
+	       " poll_errors=%" PRIu64 " conn_failures=%ld check_rate=%.0f\n",
+	       !rc, opt.waiters, before, mid, after, per, per_conn, per_req, acked, received, lost, duplicates,
+	       early_answers, send_errors, poll_errors, conn_failures, (double)received / check_s);
+	return rc;
+}
+
+/* ----------------------------------------------------------------- main --- */
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: msgload --port P [--mode latency|maxrate|memory] [--waiters N] [--rate R]\n"
+		"               [--seconds S] [--warmup S] [--senders K] [--pipeline D] [--window W]\n"
+		"               [--wait S] [--pid SERVER_PID] [--prefix lp-] [--timeout S]\n");
+	exit(2);
+}
+
+static double num_arg(const char *flag, const char *v, double lo, double hi)
+{
+	char *end;
+	double d;
+
+	if (!v)
+		usage();
+	d = strtod(v, &end);
+	if (*end || d < lo || d > hi) {
+		fprintf(stderr, "msgload: %s %s: expected a number from %g to %g\n", flag, v, lo, hi);
+		exit(2);
+	}
+	return d;
+}
+
+int main(int argc, char **argv)
+{
+	struct rlimit rl;
+	int i, rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (i = 1; i < argc; i++) {
+		const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(f, "--mode") && v) {
+			if (!strcmp(v, "latency"))
+				opt.mode = M_LATENCY;
+			else if (!strcmp(v, "maxrate"))
+				opt.mode = M_MAXRATE;
+			else if (!strcmp(v, "memory"))
+				opt.mode = M_MEMORY;
+			else
+				usage();
+		} else if (!strcmp(f, "--port")) {
+			opt.port = (int)num_arg(f, v, 1, 65535);
+		} else if (!strcmp(f, "--waiters")) {
+			opt.waiters = (int)num_arg(f, v, 1, 1000000);
+		} else if (!strcmp(f, "--rate")) {
+			opt.rate = num_arg(f, v, 1, 10000000);
+		} else if (!strcmp(f, "--seconds")) {
+			opt.seconds = num_arg(f, v, 0.1, 3600);
+		} else if (!strcmp(f, "--warmup")) {
+			opt.warmup = num_arg(f, v, 0, 3600);
+		} else if (!strcmp(f, "--senders")) {
+			opt.senders = (int)num_arg(f, v, 1, 1000);
+		} else if (!strcmp(f, "--pipeline")) {
+			opt.pipeline = (int)num_arg(f, v, 1, 100000);
+		} else if (!strcmp(f, "--window")) {
+			opt.window = (long)num_arg(f, v, 1, 1e9);
+		} else if (!strcmp(f, "--wait")) {
+			opt.wait_s = (int)num_arg(f, v, 0, 300);
+		} else if (!strcmp(f, "--pid")) {
+			opt.pid = (int)num_arg(f, v, 1, 1e9);
+		} else if (!strcmp(f, "--prefix") && v) {
+			opt.prefix = v;
+		} else if (!strcmp(f, "--timeout")) {
+			opt.timeout = num_arg(f, v, 1, 86400);
+		} else {
+			usage();
+		}
+		i++;
+	}
+	if (!opt.port)
+		usage();
+	if (!opt.wait_s)
+		opt.wait_s = opt.mode == M_MEMORY ? 120 : 30;
+	if (!opt.window)
+		opt.window = 2L * opt.waiters;
+	if (strlen(opt.prefix) > 100)
+		usage();
+	clk_tck = sysconf(_SC_CLK_TCK);
+	deadline_ns = now_ns() + (uint64_t)(opt.timeout * 1e9);
+	signal(SIGALRM, on_alarm);
+	alarm((unsigned)opt.timeout + 30);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* One descriptor per waiter, plus senders, setup and a few spare. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	getrlimit(RLIMIT_NOFILE, &rl);
+	rlim_t need = (rlim_t)opt.waiters + (rlim_t)opt.senders + (rlim_t)opt.setup_conns + 16;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		fatal("RLIMIT_NOFILE is %llu (hard limit %llu) but %d waiters need %llu descriptors",
+		      (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, opt.waiters,
+		      (unsigned long long)need);
+
+	memset(&server, 0, sizeof(server));
+	server.sin_family = AF_INET;
+	server.sin_port = htons((uint16_t)opt.port);
+	server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		fatal("epoll_create1: %s", strerror(errno));
+	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (tfd < 0)
+		fatal("timerfd_create: %s", strerror(errno));
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+		epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
+	}
+	W = calloc((size_t)opt.waiters, sizeof(*W));
+	if (!W)
+		fatal("out of memory");
+	win_end = UINT64_MAX;
+
+	setup();
+	if (opt.mode == M_MEMORY) {
+		rc = run_memory();
+	} else {
+		open_senders();
+		open_waiters();
+		const char *how = settle(30);
+		printf("msgload: %d long-polls parked (%s)\n", opt.waiters, how);
+		if (poll_answers)
+			note_error("%" PRIu64 " long-polls were answered before any message was sent", poll_answers);
+		rc = opt.mode == M_LATENCY ? run_latency() : run_maxrate();
+	}
+	for (i = 0; i < opt.waiters; i++)
+		conn_free(W[i].c);
+	for (i = 0; i < nsend_c; i++)
+		conn_free(send_c[i]);
+	return rc;
+}
