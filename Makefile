@@ -42,7 +42,10 @@ $(BUILD)/rollcall: $(BUILD)/obj/server/main.o $(LIB_OBJ)
 
 $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) $(TEST_LIBS)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) $(TEST_LIBS) $(UNIT_LDFLAGS)
+
+# test_oom fails our own allocations one by one.
+$(BUILD)/unit/test_oom: UNIT_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
 deps:
 	@sh scripts/install-deps.sh

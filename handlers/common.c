@@ -2,6 +2,7 @@
 #include "handlers.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../server/reply.h"
@@ -176,6 +177,7 @@ bool need_put(struct http_request *req, struct http_reply *rep, struct put_args 
 	const struct json_member *v;
 
 	memset(&a->body, 0, sizeof(a->body));
+	memset(&a->w, 0, sizeof(a->w));
 	if (!need_key(req, rep, a->key, &a->klen) || !need_caller(req, rep) || !need_body(req, rep, &a->body))
 		return false;
 	v = json_body_member(&a->body, "value");
@@ -185,7 +187,23 @@ bool need_put(struct http_request *req, struct http_reply *rep, struct put_args 
 	}
 	a->value = v ? v->value : "null";
 	a->vlen = v ? v->vlen : 4;
-	return true;
+	/* {"key":<escaped>,"session":"<id>","value":<value>} */
+	return need_room(rep, &a->w, a->klen * 6 + a->vlen + 64 + STORE_ID_LEN);
+}
+
+void put_args_free(struct put_args *a)
+{
+	json_body_free(&a->body);
+	free(a->w.buf);
+	a->w.buf = NULL;
+}
+
+bool need_room(struct http_reply *rep, struct jw *w, size_t n)
+{
+	if (jw_grow(w, n))
+		return true;
+	reply_error(rep, ERR_NO_MEMORY, NULL);
+	return false;
 }
 
 bool need_list(struct http_request *req, struct http_reply *rep, struct list_args *a)

@@ -128,12 +128,18 @@ struct put_args {
 	struct json_body body;
 	const char *value;
 	size_t vlen;
+	struct jw w; /* the answer, with room made before the change */
 };
 
-/* Fills a, answering 400 invalid_key, 401, 403, 400 bad_request or 413
- * payload_too_large (a value over --max-value) when it cannot. Free
- * a->body with json_body_free() either way. */
+/* Fills a, answering 400 invalid_key, 401, 403, 400 bad_request, 413
+ * payload_too_large (a value over --max-value) or 503 when it cannot. The
+ * answer's buffer is reserved here, before anything changes, so that a
+ * change is never followed by a 503. Free with put_args_free() either way. */
 bool need_put(struct http_request *req, struct http_reply *rep, struct put_args *a);
+void put_args_free(struct put_args *a);
+
+/* Makes room for an answer of n bytes before a change: 503 when it cannot. */
+bool need_room(struct http_reply *rep, struct jw *w, size_t n);
 
 /* The key (or group) and limit, prefix and after of a listing: 400 when bad. */
 struct list_args {

@@ -88,28 +88,42 @@ bool need_target(const struct json_body *b, struct http_reply *rep, struct targe
 	return true;
 }
 
-/* Delivers p to every entry of k: counts deliveries, lists full mailboxes
- * (as JSON strings, comma-separated, into full). false when memory ran out
- * (answered). */
-static bool broadcast(struct http_request *req, struct http_reply *rep, struct store_key *k,
-		      struct store_payload *p, size_t *delivered, struct jw *full)
+/* Delivers p to every entry of k, all or nothing, and writes the answer
+ * into w: {"delivered": n, "full": [ids]}. Room for all of it is made
+ * before anything is delivered. False when memory ran out (answered 503). */
+static bool broadcast(struct http_request *req, struct http_reply *rep, const struct store_key *k,
+		      struct store_payload *p, struct jw *w)
 {
-	struct store_entry *e;
+	size_t n = k ? k->n : 0, i = 0, delivered = 0;
+	struct store_session **to = malloc((n ? n : 1) * sizeof(*to));
+	bool *full = malloc(n ? n : 1), ok = false, first = true;
+	const struct store_entry *e;
 
-	for (e = k ? k->head : NULL; e; e = e->k_next) {
-		enum store_rc rc = store_mailbox_push(req->app->store, e->session, p);
-		if (rc == STORE_OK) {
-			(*delivered)++;
-		} else if (rc == STORE_E_MAILBOX_FULL) {
-			if (full->len)
-				jw_lit(full, ",");
-			jw_str(full, e->session->id, STORE_ID_LEN);
-		} else {
-			reply_store_error(rep, rc);
-			return false;
-		}
+	if (!to || !full || !need_room(rep, w, 64 + n * (STORE_ID_LEN + 3)))
+		goto out;
+	for (e = k ? k->head : NULL; e; e = e->k_next)
+		to[i++] = e->session;
+	if (store_mailbox_push_all(req->app->store, to, n, p, full, &delivered) != STORE_OK)
+		goto out;
+	jw_lit(w, "{\"delivered\":");
+	jw_u64(w, delivered);
+	jw_lit(w, ",\"full\":[");
+	for (i = 0; i < n; i++) {
+		if (!full[i])
+			continue;
+		if (!first)
+			jw_lit(w, ",");
+		first = false;
+		jw_str(w, to[i]->id, STORE_ID_LEN);
 	}
-	return true;
+	jw_lit(w, "]}");
+	ok = true;
+out:
+	if (!ok && rep->status != 503)
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+	free(to);
+	free(full);
+	return ok;
 }
 
 bool target_single(struct http_request *req, struct http_reply *rep, const struct target *t,
@@ -179,8 +193,7 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 	struct store_payload *p = NULL;
 	struct target t;
 	enum store_rc rc;
-	size_t delivered = 0;
-	struct jw w = { 0 }, full = { 0 };
+	struct jw w = { 0 };
 
 	/* One receiver, found first, so that a missing one is a 404. */
 	if (!need_message(req, rep, &b, &t, &body) || !target_single(req, rep, &t, &to))
@@ -191,31 +204,23 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 		reply_store_error(rep, STORE_E_NOMEM);
 		goto out;
 	}
-	if (to) {
-		rc = store_mailbox_push(st, to, p);
-		if (rc != STORE_OK) {
-			reply_store_error(rep, rc);
-			goto out;
-		}
-		delivered = 1;
-	} else if (!broadcast(req, rep, t.kind == T_PROP ? store_prop_get(st, t.key, t.klen)
-							 : store_group_get(st, t.key, t.klen),
-			      p, &delivered, &full)) {
+	if (!to) {
+		if (broadcast(req, rep, t.kind == T_PROP ? store_prop_get(st, t.key, t.klen)
+							 : store_group_get(st, t.key, t.klen), p, &w))
+			reply_jw(rep, 202, &w);
 		goto out;
 	}
-	jw_lit(&w, "{\"delivered\":");
-	jw_u64(&w, delivered);
-	if (!to) { /* a broadcast says which mailboxes were full */
-		jw_lit(&w, ",\"full\":[");
-		jw_raw(&w, full.buf, full.len);
-		jw_lit(&w, "]");
+	if (!need_room(rep, &w, 32))
+		goto out;
+	rc = store_mailbox_push(st, to, p);
+	if (rc != STORE_OK) {
+		reply_store_error(rep, rc);
+		goto out;
 	}
-	jw_lit(&w, "}");
-	if (full.oom)
-		w.oom = true;
+	jw_lit(&w, "{\"delivered\":1}");
 	reply_jw(rep, 202, &w);
 out:
-	free(full.buf);
+	free(w.buf);
 	store_payload_unref(p);
 	json_body_free(&b);
 }

@@ -49,9 +49,10 @@ void names_put(struct http_request *req, struct http_reply *rep)
 		reply_store_error(rep, rc);
 		goto out;
 	}
-	reply_name(rep, rc == STORE_CREATED ? 201 : 200, n);
+	jw_name(&a.w, n);
+	reply_jw(rep, rc == STORE_CREATED ? 201 : 200, &a.w);
 out:
-	json_body_free(&a.body);
+	put_args_free(&a);
 }
 
 void names_get(struct http_request *req, struct http_reply *rep)

@@ -14,14 +14,13 @@ void props_put(struct http_request *req, struct http_reply *rep)
 		goto out;
 	rc = store_prop_set(req->app->store, req->caller, a.key, a.klen, a.value, a.vlen, &e);
 	if (rc == STORE_OK || rc == STORE_CREATED) {
-		struct jw w = { 0 };
-		jw_entry_put(&w, e, "key");
-		reply_jw(rep, rc == STORE_CREATED ? 201 : 200, &w);
+		jw_entry_put(&a.w, e, "key");
+		reply_jw(rep, rc == STORE_CREATED ? 201 : 200, &a.w);
 	} else {
 		reply_store_error(rep, rc);
 	}
 out:
-	json_body_free(&a.body);
+	put_args_free(&a);
 }
 
 void props_get(struct http_request *req, struct http_reply *rep)

@@ -64,6 +64,10 @@ void sessions_create(struct http_request *req, struct http_reply *rep)
 	}
 	if (!cJSON_IsString(label))
 		label = NULL;
+	/* {"id","ttl","expires_in_ms","token","label"}: room first, so that a
+	 * session is never made that nobody learns the token of */
+	if (!need_room(rep, &w, (label ? strlen(label->valuestring) * 6 : 0) + 160))
+		goto out;
 	rc = store_session_create(req->app->store, req->now, ttl,
 				  label ? label->valuestring : NULL,
 				  label ? strlen(label->valuestring) : 0, &s);
@@ -78,10 +82,9 @@ void sessions_create(struct http_request *req, struct http_reply *rep)
 	jw_lit(&w, ",");
 	jw_label(&w, s);
 	jw_lit(&w, "}");
-	if (w.oom) /* nobody will ever learn the token: take the session back */
-		store_session_delete(req->app->store, s);
 	reply_jw(rep, 201, &w);
 out:
+	free(w.buf);
 	json_body_free(&b);
 }
 

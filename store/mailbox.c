@@ -78,6 +78,53 @@ enum store_rc store_mailbox_push(struct store *st, struct store_session *s, stru
 	return STORE_OK;
 }
 
+enum store_rc store_mailbox_push_all(struct store *st, struct store_session *const *to, size_t n,
+				     struct store_payload *p, bool *full, size_t *delivered)
+{
+	struct store_msg **m = malloc((n ? n : 1) * sizeof(*m));
+	size_t i, k = 0;
+
+	if (!m)
+		return STORE_E_NOMEM;
+	/* Every allocation first: then nothing can fail half-way. */
+	for (i = 0; i < n; i++) {
+		full[i] = to[i]->queued >= st->cfg.max_queue;
+		if (full[i])
+			continue;
+		m[k] = malloc(sizeof(**m));
+		if (!m[k]) {
+			while (k)
+				free(m[--k]);
+			free(m);
+			return STORE_E_NOMEM;
+		}
+		k++;
+	}
+	*delivered = k;
+	for (i = 0, k = 0; i < n; i++) {
+		struct store_session *s = to[i];
+		struct store_msg *x;
+		if (full[i])
+			continue;
+		x = m[k++];
+		x->seq = ++s->last_seq;
+		x->p = p;
+		p->refs++;
+		x->next = NULL;
+		if (s->mq_tail)
+			s->mq_tail->next = x;
+		else
+			s->mq_head = x;
+		s->mq_tail = x;
+		s->queued++;
+		st->queued++;
+		if (s->receiver)
+			store_waiter_wake(st, s->receiver, STORE_WAKE_FIRED);
+	}
+	free(m);
+	return STORE_OK;
+}
+
 static void drop_head(struct store_session *s)
 {
 	struct store_msg *m = s->mq_head;

@@ -353,6 +353,12 @@ void store_payload_unref(struct store_payload *p);
  * STORE_E_MAILBOX_FULL (nothing changed), STORE_E_NOMEM. */
 enum store_rc store_mailbox_push(struct store *st, struct store_session *s, struct store_payload *p);
 
+/* Delivers p to each of the n sessions whose mailbox has room, all or
+ * nothing: STORE_OK with full[i] true for each that was full and
+ * *delivered the rest; STORE_E_NOMEM with nothing delivered. */
+enum store_rc store_mailbox_push_all(struct store *st, struct store_session *const *to, size_t n,
+				     struct store_payload *p, bool *full, size_t *delivered);
+
 /* Acknowledges and removes every message with seq <= after. */
 void store_mailbox_ack(struct store *st, struct store_session *s, uint64_t after);
 

@@ -36,7 +36,8 @@
   }
 
   let S = emptyState();
-  const dead = new Set(); // ended session ids (ids are never reused)
+  const dead = new Map(); // ended session id -> when (ids are never reused)
+  const DEAD_KEEP_MS = 60000; // longer than any listing that could still show one
   let labelsVer = 0;      // bumped when a session's label becomes known
   let gen = 0;            // bumped by every full listing; older async work is dropped
   let es = null;          // the EventSource
@@ -222,7 +223,7 @@
       case 'group_left': multiDel(tables.groups, d.group, d); break;
       default: return;
     }
-    if (d.type !== 'session_created' && !d.type.startsWith('session_')) alive(d.session, d.index);
+    if (!d.type.startsWith('session_')) alive(d.session, d.index);
   }
 
   /* ------------------------------------------------------------------ */
@@ -240,7 +241,6 @@
     if (x && d.index > x.cAt) {
       x[field] += by;
       x.v++;
-      tables.sessions.dirty = true;
     }
     S.deltas.push({ i: d.index, id: d.session, f: field, by });
   }
@@ -255,12 +255,14 @@
   }
 
   function endSession(id, how) {
-    dead.add(id);
+    dead.set(id, now());
     const x = S.sessions.get(id);
-    if (!x || x.ended) return;
+    if (!x || (x.ended && x.ended !== 'ended')) return;
+    const first = !x.ended;
     x.ended = how;
+    tables.sessions.structural = true; // the tally counts live sessions
     x.v++;
-    tables.sessions.dirty = true;
+    if (!first) return; // the event says how a session we saw vanish ended
     setTimeout(() => {
       if (S.sessions.get(id) === x) {
         S.sessions.delete(id);
@@ -299,7 +301,7 @@
         x.v++;
         draw();
       }, (e) => {
-        if (e.status === 404 && my === gen) endSession(id, 'expired');
+        if (e.status === 404 && my === gen) endSession(id, 'ended');
       });
     }
   }
@@ -336,10 +338,11 @@
       }
       // Known at the listing's index but not in it: it ended (its event will tell how).
       for (const x of S.sessions.values()) {
-        if (!x.ended && !listed.has(x.id) && x.seen <= first) endSession(x.id, 'expired');
+        if (!x.ended && !listed.has(x.id) && x.seen <= first) endSession(x.id, 'ended');
       }
+      const old = now() - DEAD_KEEP_MS;
+      for (const [id, t] of dead) if (t < old) dead.delete(id);
       S.deltas = S.deltas.filter((d) => d.i > first);
-      tables.sessions.dirty = true;
       draw();
     } catch (e) {
       // the event stream's own error handling shows the state
@@ -366,7 +369,6 @@
     n.at = d.index;
     n.v++;
     n.flash = t;
-    tables.names.dirty = true;
   }
 
   function nameDel(d) {
@@ -413,7 +415,6 @@
     }
     m.v++;
     m.flash = t;
-    T.dirty = true;
   }
 
   function multiDel(T, key, d) {
@@ -435,7 +436,6 @@
       return;
     }
     m.v++;
-    T.dirty = true;
   }
 
   const detailQueue = [];
@@ -484,7 +484,6 @@
         T.structural = true;
       }
       m.v++;
-      T.dirty = true;
       draw();
     }, () => {}).finally(() => {
       m.inflight = false;
@@ -583,7 +582,7 @@
   function rowOf(cells) {
     const r = el('div', 'vrow');
     r.setAttribute('role', 'row');
-    for (const c of cells) r.appendChild(el('div', c));
+    for (const c of cells) r.appendChild(el('div', c)).setAttribute('role', 'cell');
     return r;
   }
 
@@ -713,15 +712,15 @@
   }
 
   const tables = {
-    sessions: { name: 'sessions', noun: 'sessions', map: S.sessions, structural: true, dirty: true,
+    sessions: { name: 'sessions', noun: 'sessions', map: S.sessions, structural: true,
       vt: new VTable('t-sessions', { key: (x) => x.id, create: createSessionRow, fill: fillSession }) },
-    names: { name: 'names', noun: 'names', map: S.names, structural: true, dirty: true,
+    names: { name: 'names', noun: 'names', map: S.names, structural: true,
       vt: new VTable('t-names', { key: (n) => n.key, create: () => rowOf(['key', 'sess', 'val']), fill: fillName }) },
     props: { name: 'props', noun: 'properties', field: 'props', path: '/v1/props/', list: 'holders',
-      map: S.props, structural: true, dirty: true,
+      map: S.props, structural: true,
       vt: new VTable('t-props', { key: (m) => m.key, create: () => rowOf(['key', 'num', 'chips']), fill: fillMulti }) },
     groups: { name: 'groups', noun: 'groups', field: 'groups', path: '/v1/groups/', list: 'members',
-      map: S.groups, structural: true, dirty: true,
+      map: S.groups, structural: true,
       vt: new VTable('t-groups', { key: (m) => m.key, create: () => rowOf(['key', 'num', 'chips']), fill: fillMulti }) },
   };
 
@@ -766,11 +765,11 @@
     for (const T of Object.values(tables)) {
       if (T.structural) rebuild(T);
       T.structural = false;
-      T.dirty = false;
     }
     for (const T of Object.values(tables)) T.vt.measure(); // all reads, then all writes
     for (const T of Object.values(tables)) T.vt.render(t);
     totals();
+    if (connState === 'live') $('conn').title = 'following changes; last event #' + S.index;
     // holders and members for the keys in view
     for (const T of [tables.props, tables.groups]) {
       for (const k of T.vt.live.keys()) {
