@@ -27,6 +27,7 @@
 
 #include "reply.h"
 #include "router.h"
+#include "uri.h"
 
 /* A declared body this far over --max-body is refused before it is read,
  * and the connection closed; a body less over is read, dropped and refused
@@ -45,10 +46,23 @@ struct loop {
 	int tag_mhd, tag_signal; /* epoll data points at these */
 	size_t live_requests;
 	size_t suspended;
+	struct conn_state *heads, *heads_tail; /* awaiting a request head, by deadline */
 	/* A connection was resumed since the last MHD_run(). This MHD build
 	 * has no wake-up channel in external-epoll mode, so the loop must run
 	 * MHD again before it blocks, or the resumed request waits forever. */
 	bool resumed;
+};
+
+/* A client connection, from accept to close. While it has no complete
+ * request head (just accepted, or between keep-alive requests) it sits on
+ * the loop's head list with a deadline: a client that trickles its request
+ * (slowloris) is cut off there, however often it sends a byte, while a
+ * request that waits (a long-poll, a stream) has its head and is left be. */
+struct conn_state {
+	int fd;
+	uint64_t deadline;
+	bool listed;
+	struct conn_state *prev, *next;
 };
 
 struct conn_req {
@@ -60,6 +74,7 @@ struct conn_req {
 	size_t body_len, body_cap;
 	bool started, too_large, nomem, suspended, watching, client_gone;
 	bool waited;          /* was suspended at some point: not counted as latency */
+	bool bad_target;      /* a NUL byte in the request target */
 	const char *method;   /* as sent; MHD keeps it for the request's life */
 	struct timespec t0;   /* when the request arrived */
 	int fd;
@@ -74,6 +89,17 @@ uint64_t daemon_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The time a request sees, rounded up: deadlines it sets (leases, waits,
+ * calls) are never earlier than the whole ttl or timeout, while the loop
+ * checks them with the time rounded down. So nothing ends early. */
+static uint64_t request_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000;
 }
 
 void daemon_random(void *ctx, void *buf, size_t len)
@@ -147,6 +173,81 @@ static void client_gone(struct conn_req *r)
 	resume(r);
 }
 
+/* --- connections awaiting a request head --- */
+
+static void head_unlist(struct loop *l, struct conn_state *cs)
+{
+	if (!cs || !cs->listed)
+		return;
+	if (cs->prev)
+		cs->prev->next = cs->next;
+	else
+		l->heads = cs->next;
+	if (cs->next)
+		cs->next->prev = cs->prev;
+	else
+		l->heads_tail = cs->prev;
+	cs->prev = cs->next = NULL;
+	cs->listed = false;
+}
+
+/* Every deadline is now + the same timeout, so appending keeps the list
+ * in deadline order. */
+static void head_list(struct loop *l, struct conn_state *cs)
+{
+	head_unlist(l, cs);
+	cs->deadline = daemon_now_ms() + (uint64_t)l->app->cfg->idle_timeout * 1000;
+	cs->prev = l->heads_tail;
+	cs->next = NULL;
+	if (l->heads_tail)
+		l->heads_tail->next = cs;
+	else
+		l->heads = cs;
+	l->heads_tail = cs;
+	cs->listed = true;
+}
+
+/* Cuts off the connections past their deadline: MHD sees the socket shut
+ * down on its next read and closes it. */
+static void head_expire(struct loop *l, uint64_t now)
+{
+	while (l->heads && l->heads->deadline <= now) {
+		struct conn_state *cs = l->heads;
+		head_unlist(l, cs);
+		shutdown(cs->fd, SHUT_RDWR);
+	}
+}
+
+static struct conn_state *conn_state_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct loop *l = cls;
+	struct conn_state *cs = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		cs = calloc(1, sizeof(*cs));
+		if (!cs || !ci) {
+			free(cs);
+			return; /* no deadline for this one; MHD's idle timeout still applies */
+		}
+		cs->fd = ci->connect_fd;
+		*socket_context = cs;
+		head_list(l, cs);
+	} else if (cs) {
+		head_unlist(l, cs);
+		free(cs);
+		*socket_context = NULL;
+	}
+}
+
 /* --- libmicrohttpd callbacks --- */
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -157,6 +258,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 
 	if (!r)
 		return NULL;
+	/* MHD parses the request line in place: the version follows the
+	 * target's end. Anything else there means a NUL byte inside the
+	 * target, which a C string would silently cut short. */
+	r->bad_target = strncmp(uri + strlen(uri) + 1, "HTTP/", 5) != 0;
 	r->target = strdup(uri);
 	if (!r->target) {
 		free(r);
@@ -189,8 +294,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct loop *l = cls;
 	struct conn_req *r = *con_cls;
 
-	(void)conn;
-	(void)toe;
 	if (!r)
 		return;
 	store_waiter_cancel(l->app->store, &r->req.waiter);
@@ -205,6 +308,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (r->suspended)
 		l->suspended--;
 	l->live_requests--;
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) { /* now it awaits its next request */
+		struct conn_state *cs = conn_state_of(conn);
+		if (cs)
+			head_list(l, cs);
+	}
 	free(r->body);
 	free(r->target);
 	free(r);
@@ -222,7 +330,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	(void)pos;
 	if (r->client_gone || !r->req.stream)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
-	r->req.now = daemon_now_ms();
+	r->req.now = request_now_ms();
 	n = r->req.stream->read(&r->req, buf, max, &wait);
 	r->req.wake = 0;
 	if (n)
@@ -233,15 +341,54 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	return 0;
 }
 
-/* An access log line: client, method, target (as sent), status, body bytes,
- * milliseconds since the request arrived. Control bytes in the target are
- * shown as '?', so a log line stays one line. */
+/* Appends src[0..n) to out[*k..cap - 1) with control bytes shown as '?',
+ * so a log line stays one line. */
+static void log_put(char *out, size_t *k, size_t cap, const char *src, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && *k < cap - 1; i++)
+		out[(*k)++] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
+}
+
+/* The target for a log line: the path as sent, then each query parameter,
+ * with the value of any whose decoded name is access_token masked (a token
+ * is not for logs, however it is spelled). */
+static void log_target(const char *target, char *out, size_t cap)
+{
+	const char *q = strchr(target, '?'), *p;
+	size_t k = 0;
+
+	log_put(out, &k, cap, target, q ? (size_t)(q - target) + 1 : strlen(target));
+	for (p = q ? q + 1 : NULL; p && *p; ) {
+		const char *amp = strchr(p, '&');
+		size_t plen = amp ? (size_t)(amp - p) : strlen(p), nlen, dlen;
+		const char *eq = memchr(p, '=', plen);
+		char name[16];
+
+		nlen = eq ? (size_t)(eq - p) : plen;
+		if (eq && uri_decode(p, nlen, true, name, sizeof(name), &dlen) && dlen == 12 &&
+		    !memcmp(name, "access_token", 12)) {
+			log_put(out, &k, cap, p, nlen + 1);
+			log_put(out, &k, cap, "***", 3);
+		} else {
+			log_put(out, &k, cap, p, plen);
+		}
+		if (!amp)
+			break;
+		log_put(out, &k, cap, "&", 1);
+		p = amp + 1;
+	}
+	out[k] = '\0';
+}
+
+/* An access log line: client, method, target, status, body bytes,
+ * milliseconds since the request arrived. */
 static void log_request(struct conn_req *r, const struct http_reply *rep)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	char addr[INET6_ADDRSTRLEN] = "-", target[256];
 	struct timespec t1;
-	size_t i;
 
 	if (ci && ci->client_addr) {
 		const struct sockaddr *sa = ci->client_addr;
@@ -250,20 +397,7 @@ static void log_request(struct conn_req *r, const struct http_reply *rep)
 		else if (sa->sa_family == AF_INET6)
 			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, addr, sizeof(addr));
 	}
-	const char *tok = strstr(r->target, "access_token=");
-	size_t k = 0;
-
-	for (i = 0; r->target[i] && k < sizeof(target) - 4; i++) {
-		if (tok && r->target + i == tok + 13) { /* a token is not for logs */
-			memcpy(target + k, "***", 3);
-			k += 3;
-			while (r->target[i + 1] && r->target[i + 1] != '&')
-				i++;
-			continue;
-		}
-		target[k++] = (unsigned char)r->target[i] < 0x20 || r->target[i] == 0x7f ? '?' : r->target[i];
-	}
-	target[k] = '\0';
+	log_target(r->target, target, sizeof(target));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fprintf(stderr, "rollcall: access: %s %s %s %d %zu %.3fms\n", addr, r->method ? r->method : "-", target,
 		rep->status, rep->stream ? (size_t)0 : rep->body_len,
@@ -358,6 +492,48 @@ static bool body_append(struct conn_req *r, const char *data, size_t n)
 	return true;
 }
 
+/* A NUL byte inside a header's name or value would cut it short as a C
+ * string (a token "T\0junk" read as "T"). MHD 0.9.75 parses the head in
+ * place, ending each name and value with a NUL where ':' or the line end
+ * was: so the byte after a clean string's NUL is another NUL, a blank, or
+ * where the next string starts. Anything else is the rest of a string that
+ * held a NUL. */
+struct nul_scan {
+	const char *prev_end; /* the NUL after the previous header's value */
+	bool found;
+};
+
+static bool clean_end(const char *end, const char *next)
+{
+	return end[1] == '\0' || end[1] == ' ' || end[1] == '\t' || end + 1 == next;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+				   const char *value, size_t value_size)
+{
+	struct nul_scan *ns = cls;
+
+	(void)kind;
+	(void)key_size;
+	(void)value_size;
+	if (ns->prev_end && !clean_end(ns->prev_end, key))
+		ns->found = true;
+	if (value && !clean_end(key + strlen(key), value))
+		ns->found = true;
+	ns->prev_end = value ? value + strlen(value) : key + strlen(key);
+	return ns->found ? MHD_NO : MHD_YES;
+}
+
+static bool headers_hold_nul(struct MHD_Connection *conn)
+{
+	struct nul_scan ns = { NULL, false };
+
+	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &ns);
+	if (!ns.found && ns.prev_end && !clean_end(ns.prev_end, NULL))
+		ns.found = true;
+	return ns.found;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
 				 const char *method, const char *version, const char *upload_data,
 				 size_t *upload_data_size, void **con_cls)
@@ -374,6 +550,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	if (!r->started) {
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		r->started = true;
+		head_unlist(l, conn_state_of(conn)); /* its head is complete */
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		r->req.method = router_method(method);
 		r->method = method;
@@ -382,6 +559,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->req.last_event_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
 		r->req.if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 		r->req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+		if (r->bad_target || headers_hold_nul(conn))
+			return send_error(r, ERR_BAD_REQUEST, "The request holds a NUL byte in its target or a header.", true);
 		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)
 			return send_error(r, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-body bytes.", true);
 		return MHD_YES;
@@ -403,7 +582,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		return send_error(r, ERR_NO_MEMORY, NULL, false);
 	r->req.body = r->body ? r->body : "";
 	r->req.body_len = r->body_len;
-	r->req.now = daemon_now_ms();
+	r->req.now = request_now_ms();
 	router_dispatch(&r->req, &rep);
 	if (rep.suspend) {
 		http_reply_clear(&rep);
@@ -497,6 +676,7 @@ int daemon_run(struct app *app)
 				 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				 MHD_OPTION_URI_LOG_CALLBACK, on_uri, &l,
 				 MHD_OPTION_NOTIFY_COMPLETED, on_completed, &l,
+				 MHD_OPTION_NOTIFY_CONNECTION, on_connection, &l,
 				 MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
 				 /* suspended connections (long-polls, idle streams) do not time out */
 				 MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout,
@@ -535,6 +715,12 @@ int daemon_run(struct app *app)
 		}
 		if (MHD_get_timeout(l.mhd, &mhd_to) == MHD_YES && (timeout < 0 || (long long)mhd_to < timeout))
 			timeout = (long long)mhd_to;
+		head_expire(&l, now);
+		if (l.heads) {
+			long long h = l.heads->deadline > now ? (long long)(l.heads->deadline - now) : 0;
+			if (timeout < 0 || h < timeout)
+				timeout = h;
+		}
 		if (l.resumed)
 			timeout = 0;
 		if (app->shutting_down) {
