@@ -32,6 +32,10 @@ import test_props  # noqa: E402,F401
 import test_groups  # noqa: E402,F401
 import test_messages  # noqa: E402,F401
 import test_events  # noqa: E402,F401
+import test_badinput  # noqa: E402,F401
+import test_access  # noqa: E402,F401
+import test_ops  # noqa: E402,F401
+import test_calls  # noqa: E402,F401
 
 OVERALL_LIMIT = 150.0  # seconds; the suite normally takes well under 60
 
