@@ -64,6 +64,7 @@ e2e: $(BUILD)/rollcall
 test: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory e2e
+	sh tests/browser/run.sh $(BUILD)/rollcall
 
 # The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: deps

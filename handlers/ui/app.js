@@ -124,6 +124,7 @@
   async function sync() {
     const my = ++gen;
     closeStream();
+    clearTimeout(retryTimer);
     setConn(S.index ? 'reconnecting' : 'connecting');
     const st = emptyState();
     try {
@@ -171,6 +172,7 @@
 
   function openStream(after) {
     closeStream();
+    clearTimeout(retryTimer);
     // EventSource sends Accept: text/event-stream. On a drop we reopen it
     // ourselves from the last index applied: the server prefers ?after= to
     // Last-Event-ID, so its own retry would replay from the first index.
@@ -283,7 +285,7 @@
 
   function fetchInfo() {
     infoTimer = 0;
-    const ids = [...infoWanted];
+    const ids = [...infoWanted].filter((id) => S.sessions.has(id) && !S.sessions.get(id).ended);
     infoWanted.clear();
     if (ids.length > 8) {
       refreshSessions();
@@ -731,10 +733,13 @@
   let query = '';
 
   function byKey(a, b) { return a.key < b.key ? -1 : a.key > b.key ? 1 : 0; }
+  // Labelled sessions first, by label as a person reads it (edge-2 before
+  // edge-10), then by id. Keys stay in the server's (byte) order.
+  const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
   function bySession(a, b) {
-    // labelled sessions first, by label, then by id
     if (!a.label !== !b.label) return a.label ? -1 : 1;
-    if (a.ll !== b.ll) return a.ll < b.ll ? -1 : 1;
+    const c = a.label ? collator.compare(a.label, b.label) : 0;
+    if (c) return c;
     return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
   }
 
@@ -818,6 +823,7 @@
     if (connState !== state) {
       connState = state;
       c.dataset.state = state;
+      document.body.classList.toggle('stale', state !== 'live');
       $('conn-text').textContent = state;
     }
     c.title = why || (state === 'live' ? 'following changes; last event ' + S.index : '');
