@@ -21,7 +21,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
 
-.PHONY: all run test unit e2e asan bench deps clean
+.PHONY: all run test unit e2e asan bench soak deps clean
 
 all: $(BUILD)/rollcall
 
@@ -74,6 +74,14 @@ asan: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	sh tests/bench/run.sh $(BUILD)/rollcall
+
+# A bounded soak: SOAK_SECONDS (default 60) of hundreds of sessions at once,
+# then checks of the registry, messages, stats, memory and shutdown.
+SOAK_SECONDS ?= 60
+
+soak: deps
+	@$(MAKE) --no-print-directory all
+	python3 tests/soak/soak.py $(BUILD)/rollcall --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf build
