@@ -2,7 +2,8 @@
  * index of that listing, so no change falls between the two. Every table
  * renders only the rows in view (fixed row height, a tall body for the
  * scroll bar), and all drawing happens once per animation frame. Text from
- * the server only ever goes through textContent. */
+ * the server only ever goes through textContent. With --auth-token the page
+ * asks for a token when the API answers 401 (see "Access" below). */
 'use strict';
 
 (() => {
@@ -61,13 +62,145 @@
   }
 
   /* ------------------------------------------------------------------ */
+  /* Access                                                              */
+
+  // A server with --auth-token answers 401 to a request without a good
+  // token. The page then stops, asks for one (a read token is enough: it
+  // only reads and follows), checks it, keeps it in this tab's
+  // sessionStorage and sends it from then on: "Authorization: Bearer" on
+  // fetches, access_token= on the event stream's URL (EventSource cannot
+  // set headers). The token never goes into the page's text or its URL.
+  const TOKEN_KEY = 'rollcall.token';
+  const TOKEN_RE = /^[\x21-\x7e]+$/; // what an HTTP header can carry as is
+  let token = null;       // the token sent, null for none
+  let locked = false;     // the prompt is up: nothing is fetched until it is answered
+
+  try {
+    const t = sessionStorage.getItem(TOKEN_KEY);
+    if (t && TOKEN_RE.test(t)) token = t;
+  } catch (e) { /* no storage: ask each time */ }
+
+  function saveToken(t) {
+    token = t;
+    try {
+      if (t) sessionStorage.setItem(TOKEN_KEY, t);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (e) { /* kept for this page only */ }
+    $('signout').hidden = !t;
+  }
+
+  function withToken(headers, t) {
+    if (t) headers.Authorization = 'Bearer ' + t;
+    return headers;
+  }
+
+  // Whether the server takes t: 401 or not. A HEAD of the smallest read.
+  async function tokenStatus(t) {
+    const r = await fetch('/v1/stats', { method: 'HEAD', headers: withToken({}, t), cache: 'no-store' });
+    return r.status;
+  }
+
+  // A 401 to a request sent with `used`: stop and ask. Answers to requests
+  // sent with an older token, or while the prompt is up, change nothing.
+  function refused(used) {
+    if (locked || used !== token) return;
+    if (used) saveToken(null); // a refused token is not kept for the next load
+    locked = true;
+    gen++;
+    closeStream();
+    clearTimeout(retryTimer);
+    clearTimeout(sessTimer);
+    // what was shown is not for a page without a token
+    S = emptyState();
+    loaded = false;
+    for (const t of Object.values(tables)) {
+      t.structural = true;
+      t.map = S[t.name];
+    }
+    setConn('locked', 'the server needs an access token');
+    draw();
+    showPrompt(used ? 'The saved token was refused: the server\'s tokens may have changed.' : '');
+  }
+
+  const authEl = $('auth');
+  const authInput = $('auth-token');
+  const authGo = $('auth-go');
+  let checking = false;
+
+  function showPrompt(error) {
+    $('auth-error').textContent = error;
+    authInput.setAttribute('aria-invalid', error ? 'true' : 'false');
+    if (authEl.hidden) {
+      authEl.hidden = false;
+      for (const e of document.querySelectorAll('body > header, body > main')) e.inert = true;
+    }
+    authInput.focus();
+    authInput.select();
+  }
+
+  function hidePrompt() {
+    authEl.hidden = true;
+    authInput.value = '';
+    $('auth-error').textContent = '';
+    for (const e of document.querySelectorAll('body > header, body > main')) e.inert = false;
+  }
+
+  $('auth-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (checking) return;
+    const t = authInput.value.trim();
+    if (!t) {
+      showPrompt('Paste a token first.');
+      return;
+    }
+    if (!TOKEN_RE.test(t)) {
+      showPrompt('A token is letters, digits and punctuation, without spaces.');
+      return;
+    }
+    checking = true;
+    authGo.disabled = true;
+    authGo.textContent = 'Checking…';
+    let status;
+    try {
+      status = await tokenStatus(t);
+    } catch (err) {
+      status = 0;
+    }
+    checking = false;
+    authGo.disabled = false;
+    authGo.textContent = 'Continue';
+    if (status === 401) {
+      showPrompt('That token was refused. Check it and try again.');
+      return;
+    }
+    if (!status) {
+      showPrompt('The server did not answer. Try again in a moment.');
+      return;
+    }
+    saveToken(t);
+    locked = false;
+    hidePrompt();
+    sync();
+  });
+
+  // Forgets the token; a server that wants one asks for it again.
+  $('signout').addEventListener('click', () => {
+    saveToken(null);
+    sync();
+  });
+
+  $('signout').hidden = !token;
+
+  /* ------------------------------------------------------------------ */
   /* HTTP                                                                */
 
   async function getJSON(path) {
-    const r = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    const used = token;
+    const r = await fetch(path, { headers: withToken({ Accept: 'application/json' }, used), cache: 'no-store' });
     const index = Number(r.headers.get('X-Rollcall-Index'));
     const body = await r.json().catch(() => null);
     if (!r.ok) {
+      if (r.status === 401) refused(used);
       const e = new Error((body && body.message) || ('HTTP ' + r.status));
       e.status = r.status;
       throw e;
@@ -122,6 +255,7 @@
   }
 
   async function sync() {
+    if (locked) return;
     const my = ++gen;
     closeStream();
     clearTimeout(retryTimer);
@@ -176,7 +310,8 @@
     // EventSource sends Accept: text/event-stream. On a drop we reopen it
     // ourselves from the last index applied: the server prefers ?after= to
     // Last-Event-ID, so its own retry would replay from the first index.
-    const src = new EventSource('/v1/events?after=' + after);
+    const src = new EventSource('/v1/events?after=' + after +
+      (token ? '&access_token=' + encodeURIComponent(token) : ''));
     es = src;
     src.onopen = () => { if (es === src) setConn('live'); };
     src.onerror = () => {
@@ -184,9 +319,24 @@
       setConn('reconnecting', 'event stream lost');
       closeStream();
       clearTimeout(retryTimer);
-      retryTimer = setTimeout(() => openStream(S.index), RETRY_MS);
+      retryTimer = setTimeout(reopen, RETRY_MS);
     };
     for (const t of EVENT_TYPES) src.addEventListener(t, onEvent);
+  }
+
+  // EventSource does not say why it failed: before opening it again, a
+  // HEAD says whether the token was refused (the server restarted with
+  // other tokens, say). A server that is down fails both; we come back.
+  async function reopen() {
+    const my = gen;
+    const used = token;
+    try {
+      if (await tokenStatus(used) === 401) {
+        refused(used);
+        return;
+      }
+    } catch (e) { /* not up yet: the stream will fail and bring us here again */ }
+    if (my === gen && !locked) openStream(S.index);
   }
 
   function closeStream() {
@@ -756,7 +906,7 @@
     const total = T.name === 'sessions' ? all.filter((x) => !x.ended).length : all.length;
     const tally = query ? fmt(shown.length) + ' of ' + fmt(total) : fmt(total);
     $('n-' + T.name).textContent = tally;
-    T.vt.emptyEl.textContent = shown.length ? '' : !loaded ? 'Loading…' : query ? 'No ' + T.noun + ' match “' + filterEl.value + '”' : 'No ' + T.noun;
+    T.vt.emptyEl.textContent = shown.length ? '' : locked ? 'Needs an access token' : !loaded ? 'Loading…' : query ? 'No ' + T.noun + ' match “' + filterEl.value + '”' : 'No ' + T.noun;
   }
 
   let frame = 0;
@@ -824,7 +974,7 @@
       connState = state;
       c.dataset.state = state;
       document.body.classList.toggle('stale', state !== 'live');
-      $('conn-text').textContent = state;
+      $('conn-text').textContent = state === 'locked' ? 'token needed' : state;
     }
     c.title = why || (state === 'live' ? 'following changes; last event ' + S.index : '');
   }
@@ -844,7 +994,9 @@
 
   filterEl.addEventListener('input', () => setQuery(filterEl.value));
   document.addEventListener('keydown', (e) => {
-    if (e.key === '/' && document.activeElement !== filterEl && !e.ctrlKey && !e.metaKey && !e.altKey) {
+    // not while typing elsewhere (a token may well have a '/')
+    const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement;
+    if (e.key === '/' && !typing && !locked && !e.ctrlKey && !e.metaKey && !e.altKey) {
       e.preventDefault();
       filterEl.focus();
       filterEl.select();

@@ -1,7 +1,9 @@
 // The dashboard in a real browser: starts the rollcall binary given as
 // argv[2] on a free port, opens GET / in Debian's Chromium (through
 // playwright-core, no downloaded browser), changes the registry over HTTP
-// from here and checks what the page shows. One line per check, then
+// from here and checks what the page shows; then, against a second server
+// with --auth-token and --read-token, the page's token prompt (wrong token,
+// read token, reload, fresh context, rotated tokens, sign out). One line per check, then
 // "N passed, M failed"; exit 1 on any failure. Bounded: it gives up after
 // DEADLINE_MS whatever happens.
 //
@@ -35,6 +37,10 @@ let base = '';
 let port = 0;
 let server2 = null; // a second server, with a small event buffer, behind a proxy
 let proxy = null;
+let server3 = null; // a third, with --auth-token and --read-token
+let browser2 = null; // a second browser, for a fresh context
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 function log(line) {
   process.stdout.write(line + '\n');
@@ -63,9 +69,13 @@ async function cleanup() {
   context = null;
   if (proxy) proxy.close();
   proxy = null;
+  if (browser2) await browser2.close().catch(() => {});
+  browser2 = null;
   await stopServer();
   await stopProc(server2);
   server2 = null;
+  await stopProc(server3);
+  server3 = null;
   if (profile) rmSync(profile, { recursive: true, force: true });
   profile = null;
 }
@@ -160,9 +170,10 @@ function startProxy(target) {
 // node:http with keep-alive: several times faster here than fetch for the bulk load.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 
-function api(method, p, { token, body, to = base } = {}) {
+function api(method, p, { token, body, to = base, auth } = {}) {
   const headers = {};
   if (token) headers['X-Session-Token'] = token;
+  if (auth) headers.Authorization = 'Bearer ' + auth;
   const data = body === undefined ? '' : JSON.stringify(body);
   if (data) headers['Content-Type'] = 'application/json';
   return new Promise((resolve, reject) => {
@@ -195,6 +206,7 @@ let page = null;
 const foreign = [];   // requests to anywhere but the server
 const pageErrors = [];
 const eventUrls = [];
+const tokenSent = []; // requests of the first page (no --auth-token) that carried a token
 
 // The keys of the rows a table has in the DOM now.
 const rowKeys = (table) => page.$$eval(`#t-${table} .vrow`, (rs) => rs.map((r) => r.dataset.key));
@@ -277,14 +289,14 @@ async function main() {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1440, height: 900 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: CHROMIUM_ARGS,
   });
   page = context.pages()[0] || await context.newPage();
   page.on('request', (r) => {
     const u = r.url();
     if (u.startsWith(base + '/v1/events')) eventUrls.push(u);
     if (!u.startsWith(base + '/') && !u.startsWith('data:')) foreign.push(u);
+    if (r.headers().authorization || u.includes('access_token')) tokenSent.push(u);
   });
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   // The browser logs failed requests too: a refused connection while the
@@ -668,9 +680,217 @@ async function main() {
     }
   });
 
+  await checkAccess();
+
   await check('no request to another host and no script error', async () => {
     assert(!foreign.length, 'requests elsewhere: ' + foreign.slice(0, 3).join(' '));
     assert(!pageErrors.length, 'errors: ' + pageErrors.slice(0, 3).join(' | '));
+  });
+}
+
+/* ---------------------------------------------------------------- */
+/* --auth-token and --read-token                                      */
+
+const FULL = 'full-t0ken';
+const READ = 'read-t0ken';
+const WRONG = 'wrong/t0ken'; // typed: a '/' must go into the field, not to the filter
+const ROTATED = 'r+t/0k=en&x'; // wrong unless percent-encoded in the event stream's URL
+const TOKENS = [FULL, READ, WRONG, ROTATED];
+
+// Throws if any token is in the page's text, markup, attributes, title or URL.
+let tokenLooks = 0;
+async function assertNoToken(p) {
+  const seen = await p.evaluate(() => [document.documentElement.outerHTML, document.body.innerText,
+    document.title, location.href, ...[...document.querySelectorAll('*')].flatMap((e) => [...e.attributes].map((a) => a.value))].join('\n'));
+  tokenLooks++;
+  const shown = TOKENS.filter((t) => seen.includes(t));
+  assert(!shown.length, 'a token in the page: ' + shown.join(', '));
+}
+
+const promptUp = (p) => p.$eval('#auth', (e) => !e.hidden && getComputedStyle(e).display !== 'none');
+const stored = (p) => p.evaluate(() => sessionStorage.getItem('rollcall.token'));
+
+async function waitPrompt(p, up, timeout = LIVE_MS) {
+  const t0 = Date.now();
+  while (await promptUp(p) !== up) {
+    if (Date.now() - t0 > timeout) throw new Error(`the prompt is ${up ? 'not up' : 'still up'} after ${timeout} ms`);
+    await sleep(25);
+  }
+  return Date.now() - t0;
+}
+
+async function checkAccess() {
+  let port3;
+  ({ proc: server3, port: port3 } = await startServer('127.0.0.1:0', '--auth-token', FULL, '--read-token', READ));
+  const base3 = `http://127.0.0.1:${port3}`;
+  const call = (m, p, opts = {}) => api(m, p, { ...opts, to: base3, auth: FULL });
+  const s = await call('POST', '/v1/sessions', { body: { ttl: 60, label: 'vault@host-3' } });
+  await call('PUT', '/v1/names/sec/one', { token: s.token, body: { value: 1 } });
+
+  const p3 = await context.newPage();
+  const sent = [];      // [url, Authorization] of every API request
+  const refused = [];   // API answers 401
+  const streams = [];   // event stream URLs
+  const track = (pg, list) => {
+    pg.on('request', (r) => {
+      const u = r.url();
+      if (!u.startsWith(base3 + '/') && !u.startsWith('data:')) foreign.push(u);
+      if (u.startsWith(base3 + '/v1/')) list.push([u, r.headers().authorization || '']);
+      if (u.startsWith(base3 + '/v1/events')) streams.push(u);
+    });
+    pg.on('response', (r) => { if (r.status() === 401) refused.push(r.url()); });
+    pg.on('pageerror', (e) => pageErrors.push(String(e)));
+  };
+  track(p3, sent);
+  const main = page;
+  page = p3;
+  try {
+    await check('with --auth-token the page asks for a token, and says a read token is enough', async () => {
+      await p3.goto(base3 + '/', { waitUntil: 'load' });
+      const t = await waitPrompt(p3, true);
+      assert(refused.length > 0, 'no 401 seen');
+      assert(await p3.evaluate(() => document.activeElement.id) === 'auth-token', 'the token field has no focus');
+      const help = await text('#auth');
+      assert(/read token/i.test(help), 'does not say a read token is enough: ' + help);
+      assert(await text('#auth-error') === '', 'an error line before any token');
+      assert(await p3.$eval('#auth-token', (e) => e.type) === 'password', 'the field shows what is typed');
+      assert(await p3.$eval('#signout', (e) => e.hidden), 'a sign-out link without a token');
+      await waitText('#conn-text', 'token needed');
+      assert((await rowKeys('names')).length === 0, 'names shown without a token');
+      await assertNoToken(p3);
+      const shot = path.join(path.dirname(SHOT), 'dashboard-token.png');
+      await p3.screenshot({ path: shot });
+      return `prompt up ${t} ms after load (${refused.length} answers 401); ${shot}`;
+    });
+
+    await check('a wrong token is refused: the prompt stays, with an error line', async () => {
+      await p3.keyboard.type(WRONG); // the field has the focus
+      assert(await p3.$eval('#auth-token', (e) => e.value) === WRONG, 'typed ' + await p3.$eval('#auth-token', (e) => e.value));
+      const n = refused.length;
+      await p3.keyboard.press('Enter');
+      const t0 = Date.now();
+      while (!(await text('#auth-error'))) {
+        assert(Date.now() - t0 < LIVE_MS, 'no error line');
+        await sleep(25);
+      }
+      const err = await text('#auth-error');
+      assert(/refused/i.test(err), 'error line: ' + err);
+      assert(refused.length > n, 'the wrong token was not sent');
+      assert(await promptUp(p3), 'the prompt went');
+      assert(await p3.$eval('#auth-token', (e) => e.getAttribute('aria-invalid')) === 'true', 'the field is not marked invalid');
+      assert(await stored(p3) === null, 'a refused token was kept');
+      assert((await rowKeys('names')).length === 0, 'names shown');
+      await assertNoToken(p3);
+      return `"${err}" after ${Date.now() - t0} ms`;
+    });
+
+    await check('the read token works: the page lists, follows changes made with the full token, and sends the token', async () => {
+      await p3.fill('#auth-token', READ);
+      await p3.press('#auth-token', 'Enter');
+      await waitPrompt(p3, false);
+      await waitRows('names', (k) => k.join() === 'sec/one', 'listed with the read token');
+      await waitText('#conn-text', 'live');
+      assert(await stored(p3) === READ, 'sessionStorage holds ' + await stored(p3));
+      assert(!(await p3.$eval('#signout', (e) => e.hidden)), 'no sign-out link');
+      assert(await p3.$eval('#auth-token', (e) => e.value) === '', 'the field keeps the token');
+      const fetches = sent.filter(([u]) => /\/v1\/(names|sessions|props|groups)\?/.test(u)).slice(-4);
+      assert(fetches.length && fetches.every(([, a]) => a === 'Bearer ' + READ), 'listings sent ' + JSON.stringify(fetches.map(([, a]) => a)));
+      const es = streams[streams.length - 1];
+      assert(es && es.endsWith('&access_token=' + READ), 'event stream URL ' + es);
+      const s2 = await call('POST', '/v1/sessions', { body: { ttl: 60, label: 'vault@host-4' } });
+      await call('PUT', '/v1/names/sec/two', { token: s2.token, body: { value: { pin: 1 } } });
+      const t = await waitRows('names', (k) => k.join() === 'sec/one,sec/two', 'a name registered with the full token');
+      await waitCell('sessions', s2.id, (c) => c[0] === 'vault@host-4', 'the new session');
+      await waitText('#c-names', '2');
+      await assertNoToken(p3);
+      return `followed a change in ${t} ms; stream ${es.slice(base3.length).replace(READ, '…')}`;
+    });
+
+    await check('a reload keeps working from sessionStorage, without the prompt', async () => {
+      const n = refused.length;
+      const t0 = Date.now();
+      await p3.reload({ waitUntil: 'load' });
+      await waitRows('names', (k) => k.join() === 'sec/one,sec/two', 'listed after the reload', 3000);
+      await waitText('#conn-text', 'live');
+      const listed = Date.now() - t0;
+      assert(!(await promptUp(p3)), 'the prompt is up');
+      assert(refused.length === n, 'answers 401 after the reload: ' + refused.slice(n).join(' '));
+      await call('DELETE', '/v1/names/sec/one', { token: s.token });
+      await waitRows('names', (k) => k.join() === 'sec/two', 'an unregister after the reload');
+      await assertNoToken(p3);
+      return `listed and live ${listed} ms after the reload`;
+    });
+
+    await check('a new browser context (fresh sessionStorage) asks again', async () => {
+      browser2 = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+      const c2 = await browser2.newContext({ viewport: { width: 1200, height: 800 } });
+      const q = await c2.newPage();
+      track(q, []);
+      await q.goto(base3 + '/', { waitUntil: 'load' });
+      const t = await waitPrompt(q, true);
+      assert(await q.$eval('#auth-error', (e) => e.textContent) === '', 'an error line');
+      assert(await stored(q) === null, 'a token in a fresh context');
+      assert(await q.$$eval('#t-names .vrow', (r) => r.length) === 0, 'names shown');
+      await assertNoToken(q);
+      // the first tab is not affected
+      assert(await stored(p3) === READ && !(await promptUp(p3)), 'the first tab lost its token');
+      await browser2.close();
+      browser2 = null;
+      return `prompt up ${t} ms after load`;
+    });
+
+    await check('when the server stops taking the token, the prompt comes back with an error line; a token that needs percent-encoding works', async () => {
+      await stopProc(server3);
+      ({ proc: server3 } = await startServer(`127.0.0.1:${port3}`, '--auth-token', FULL, '--read-token', ROTATED));
+      const t0 = Date.now();
+      await waitPrompt(p3, true, 5000); // found by the event stream's reconnect
+      const back = Date.now() - t0;
+      const err = await text('#auth-error');
+      assert(/refused/i.test(err), 'error line: ' + err);
+      assert(await stored(p3) === null, 'the refused token is still stored');
+      assert(await p3.$eval('#signout', (e) => e.hidden), 'a sign-out link without a token');
+      await waitRows('names', (k) => k.length === 0, 'names of the old token cleared');
+      await assertNoToken(p3);
+      const s3 = await call('POST', '/v1/sessions', { body: { ttl: 60, label: 'vault@host-5' } });
+      await call('PUT', '/v1/names/sec/rotated', { token: s3.token, body: { value: true } });
+      await p3.fill('#auth-token', ROTATED);
+      await p3.press('#auth-token', 'Enter');
+      await waitPrompt(p3, false);
+      await waitRows('names', (k) => k.join() === 'sec/rotated', 'listed with the new token');
+      await waitText('#conn-text', 'live');
+      const es = streams[streams.length - 1];
+      assert(es.endsWith('&access_token=' + encodeURIComponent(ROTATED)), 'event stream URL ' + es);
+      await call('PUT', '/v1/names/sec/after', { token: s3.token, body: { value: 2 } });
+      const t = await waitRows('names', (k) => k.includes('sec/after'), 'followed with the new token');
+      await assertNoToken(p3);
+      return `prompt back ${back} ms after the restart ("${err}"); followed with the new token in ${t} ms`;
+    });
+
+    await check('sign out forgets the token: the prompt is back, and stays after a reload', async () => {
+      await p3.click('#signout');
+      await waitPrompt(p3, true);
+      assert(await stored(p3) === null, 'sessionStorage holds ' + await stored(p3));
+      assert(await text('#auth-error') === '', 'an error line after signing out');
+      await waitRows('names', (k) => k.length === 0, 'names cleared');
+      await p3.reload({ waitUntil: 'load' });
+      await waitPrompt(p3, true);
+      await assertNoToken(p3);
+    });
+
+    await check('no token ever appears in the page\'s text', async () => {
+      await assertNoToken(p3);
+      return `looked ${tokenLooks} times`;
+    });
+  } finally {
+    page = main;
+    await p3.close().catch(() => {});
+  }
+
+  await check('without --auth-token nothing changes: no prompt, no sign-out link, no token sent', async () => {
+    assert(!(await promptUp(page)), 'the prompt is up');
+    assert(await page.$eval('#signout', (e) => e.hidden), 'a sign-out link');
+    assert(!tokenSent.length, 'requests with a token: ' + tokenSent.slice(0, 3).join(' '));
+    await waitText('#conn-text', 'live');
   });
 }
 
