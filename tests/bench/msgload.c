@@ -1,10 +1,13 @@
 /* msgload: load tool for rollcall's messages (POST /v1/send and the
- * long-poll receive GET /v1/sessions/{id}/messages).
+ * long-poll receive GET /v1/sessions/{id}/messages), event streams
+ * (GET /v1/events as Server-Sent Events) and calls (POST /v1/call and
+ * POST /v1/replies/{id}).
  *
  * Plain sockets and epoll, one thread, 127.0.0.1 only. Builds with
  *     cc -O2 -Wall -Wextra -Werror -o msgload msgload.c
  *
- * Every mode first creates --waiters sessions (POST /v1/sessions {"ttl":3600})
+ * The message modes (latency, maxrate, memory) first create --waiters
+ * sessions (POST /v1/sessions {"ttl":3600})
  * and registers a name per session (PUT /v1/names/<prefix><i>) over a few
  * pipelined setup connections, then gives each session its own keep-alive
  * connection that long-polls its mailbox
@@ -24,10 +27,35 @@
  *   memory   VmRSS of --pid (the server) before the waiters' connections and
  *            with all of them parked in a long-poll (wait=--wait, default 120),
  *            then one message to every name, each of which must be received.
+ *   streams  (no sessions, no names) VmRSS of --pid before and with --streams
+ *            GET /v1/events (Accept: text/event-stream) open, each on its own
+ *            keep-alive connection, read (chunked body decoded, SSE blocks
+ *            split) and discarded; the first block of each must be
+ *            "retry: 1000". Prints "msgload: READY" and holds the streams
+ *            idle until SIGUSR1 (or --hold s), so that the caller can measure
+ *            something else meanwhile; then makes one change (POST
+ *            /v1/sessions) and counts the streams whose first event after it
+ *            is that session_created, and how long each took.
+ *   calls    --responders sessions join the group --group (PUT
+ *            /v1/groups/G) and long-poll their mailboxes (max=1000); each
+ *            message is a call, answered at once with POST /v1/replies/
+ *            <reply_to> {"body": <the message's body>} over the responder's
+ *            own pipelined reply connection. --callers connections each
+ *            make one call at a time:
+ *                POST /v1/call {"to":{"group":G,"pick":"round_robin"},
+ *                               "body":{"c":<caller>,"k":<n>},"timeout_ms":T}
+ *            and check that the answer is 200 with their own body. Closed
+ *            loop (a caller calls again once answered; counted over
+ *            --seconds after --warmup), or, with --rate, open loop (call n
+ *            due at n/rate, made by a caller with none in flight; the round
+ *            trip counts from when it is made). Then what is in flight
+ *            finishes and GET /v1/stats gives calls.pending (must be 0),
+ *            answered, timed_out, receiver_gone and caller_gone.
  *
  * Counts: sent = answered 202 with "delivered":1; received = distinct messages
  * seen by a waiter; lost = sent but never received by the end of the drain;
- * duplicates = a message seen again. The last line of output is
+ * duplicates = a message seen again (modes latency, maxrate, memory). The
+ * last line of output is
  *     RESULT mode=... key=value ...
  * for scripts. Exit status: 0 measured and clean; 1 measured but with lost,
  * duplicate or failed requests (see the ERROR lines); 2 usage; 3 could not
@@ -60,7 +88,7 @@
 
 /* ------------------------------------------------------------ options --- */
 
-enum mode { M_LATENCY, M_MAXRATE, M_MEMORY };
+enum mode { M_LATENCY, M_MAXRATE, M_MEMORY, M_STREAMS, M_CALLS };
 
 static struct {
 	enum mode mode;
@@ -78,6 +106,13 @@ static struct {
 	double timeout;
 	int setup_conns;
 	int quiet;
+	int streams;       /* streams mode: event streams held open */
+	double hold;       /* streams mode: longest wait for SIGUSR1 */
+	int callers;       /* calls mode: caller connections */
+	int responders;    /* calls mode: responder sessions */
+	const char *group; /* calls mode: the responders' group */
+	int call_timeout_ms;
+	bool rate_given;   /* calls mode: open loop at --rate */
 } opt = {
 	.mode = M_LATENCY,
 	.waiters = 1000,
@@ -92,11 +127,18 @@ static struct {
 	.prefix = "lp-",
 	.timeout = 300,
 	.setup_conns = 8,
+	.streams = 1000,
+	.hold = 300,
+	.callers = 1000,
+	.responders = 16,
+	.group = "bench-calls",
+	.call_timeout_ms = 5000,
 };
 
 static const char *mode_name(void)
 {
-	return opt.mode == M_LATENCY ? "latency" : opt.mode == M_MAXRATE ? "maxrate" : "memory";
+	static const char *const names[] = { "latency", "maxrate", "memory", "streams", "calls" };
+	return names[opt.mode];
 }
 
 /* ------------------------------------------------------------- helpers --- */
@@ -253,7 +295,7 @@ static int server_sockets(long *established, long *unread)
 
 /* ---------------------------------------------------------- connections --- */
 
-enum kind { K_SETUP, K_SENDER, K_WAITER };
+enum kind { K_SETUP, K_SENDER, K_WAITER, K_STREAM, K_CALLER, K_REPLIER, K_ONEOFF };
 
 struct conn {
 	int fd;
@@ -411,8 +453,9 @@ static void conn_request(struct conn *c, uint64_t tag, const char *fmt, ...)
 static void conn_failed(struct conn *c, const char *what)
 {
 	conn_failures++;
-	note_error("%s connection %s (%s; %zu requests unanswered)",
-		   c->kind == K_WAITER ? "waiter" : c->kind == K_SENDER ? "sender" : "setup", what,
+	static const char *const kinds[] = { "setup", "sender", "waiter", "event stream", "caller", "replier",
+					     "one-off" };
+	note_error("%s connection %d %s (%s; %zu requests unanswered)", kinds[c->kind], c->id, what,
 		   errno ? strerror(errno) : "closed", c->tcount);
 	if (c->kind == K_WAITER)
 		W[c->id].polling = false;
@@ -593,9 +636,9 @@ static void mstate_grow(uint64_t n)
 
 static void poll_now(struct waiter *w)
 {
-	conn_request(w->c, 0, "GET /v1/sessions/%s/messages?after=%" PRIu64 "&wait=%d HTTP/1.1\r\n"
+	conn_request(w->c, 0, "GET /v1/sessions/%s/messages?after=%" PRIu64 "&wait=%d%s HTTP/1.1\r\n"
 			      "Host: 127.0.0.1\r\nX-Session-Token: %s\r\n\r\n",
-		     w->id, w->after, opt.wait_s, w->token);
+		     w->id, w->after, opt.wait_s, opt.mode == M_CALLS ? "&max=1000" : "", w->token);
 	w->polling = true;
 }
 
@@ -615,11 +658,17 @@ static void send_message(struct conn *c, uint64_t n)
 	issued++;
 }
 
+static void on_responder_answer(struct waiter *w, int status, const char *body, size_t blen);
+
 static void on_waiter_answer(struct waiter *w, int status, const char *body, size_t blen, uint64_t t)
 {
 	const char *p = body, *end = body + blen;
 	uint64_t seq, ts, n, got = 0;
 
+	if (opt.mode == M_CALLS) {
+		on_responder_answer(w, status, body, blen);
+		return;
+	}
 	w->polling = false;
 	w->answers++;
 	poll_answers++;
@@ -701,11 +750,447 @@ static void on_setup_answer(uint64_t tag, int status, const char *body, size_t b
 		}
 	} else if (status != 201) {
 		setup_errors++;
-		note_error("PUT /v1/names/%s%" PRIu64 " answered %d: %.*s", opt.prefix, i, status,
-			   (int)(blen > 200 ? 200 : blen), body);
+		if (opt.mode == M_CALLS)
+			note_error("PUT /v1/groups/%s (session %" PRIu64 ") answered %d: %.*s", opt.group, i, status,
+				   (int)(blen > 200 ? 200 : blen), body);
+		else
+			note_error("PUT /v1/names/%s%" PRIu64 " answered %d: %.*s", opt.prefix, i, status,
+				   (int)(blen > 200 ? 200 : blen), body);
 		return;
 	}
 	setup_done++;
+}
+
+/* ---------------------------------------------------- one-off requests --- */
+
+static bool oneoff_done;
+static int oneoff_status;
+static char oneoff_body[65536];
+static size_t oneoff_blen;
+
+static void on_oneoff_answer(int status, const char *body, size_t blen)
+{
+	oneoff_status = status;
+	oneoff_blen = blen < sizeof(oneoff_body) - 1 ? blen : sizeof(oneoff_body) - 1;
+	memcpy(oneoff_body, body, oneoff_blen);
+	oneoff_body[oneoff_blen] = 0;
+	oneoff_done = true;
+}
+
+static void loop_once(int timeout_ms);
+
+/* One request on a connection of its own, the loop running meanwhile (the
+ * other connections are served too); its answer in oneoff_body. The status,
+ * or -1 when there was no answer within 10 s. */
+static int oneoff(const char *method, const char *path, const char *token, const char *body)
+{
+	struct conn *c = conn_new(K_ONEOFF, 0);
+	uint64_t t0 = now_ns();
+	char th[80] = "";
+
+	if (token)
+		snprintf(th, sizeof(th), "X-Session-Token: %s\r\n", token);
+	oneoff_done = false;
+	oneoff_status = -1;
+	oneoff_blen = 0;
+	oneoff_body[0] = 0;
+	conn_request(c, 0,
+		     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n\r\n%s",
+		     method, path, th, body ? strlen(body) : (size_t)0, body ? body : "");
+	while (!oneoff_done && c->fd >= 0 && now_ns() - t0 < 10000000000ull)
+		loop_once(5);
+	conn_free(c);
+	return oneoff_done ? oneoff_status : -1;
+}
+
+/* GET /v1/stats: the numbers this tool reports. False when it failed. */
+struct stats {
+	uint64_t streams_open, event_watchers, events;
+	uint64_t calls_pending, calls_answered, calls_timed_out, calls_receiver_gone, calls_caller_gone;
+};
+
+static bool get_stats(struct stats *s)
+{
+	const char *p, *end, *calls;
+
+	memset(s, 0, sizeof(*s));
+	if (oneoff("GET", "/v1/stats", NULL, NULL) != 200) {
+		note_error("GET /v1/stats answered %d: %.200s", oneoff_status, oneoff_body);
+		return false;
+	}
+	end = oneoff_body + oneoff_blen;
+	p = oneoff_body;
+	if (!json_uint(&p, end, "\"event_watchers\"", &s->event_watchers))
+		goto bad;
+	p = oneoff_body;
+	if (!json_uint(&p, end, "\"streams_open\"", &s->streams_open))
+		goto bad;
+	p = oneoff_body;
+	if (!json_uint(&p, end, "\"events\"", &s->events))
+		goto bad;
+	calls = memmem(oneoff_body, oneoff_blen, "\"calls\"", 7);
+	if (!calls)
+		goto bad;
+	p = calls;
+	if (!json_uint(&p, end, "\"pending\"", &s->calls_pending) ||
+	    !json_uint(&p, end, "\"answered\"", &s->calls_answered) ||
+	    !json_uint(&p, end, "\"timed_out\"", &s->calls_timed_out) ||
+	    !json_uint(&p, end, "\"receiver_gone\"", &s->calls_receiver_gone) ||
+	    !json_uint(&p, end, "\"caller_gone\"", &s->calls_caller_gone))
+		goto bad;
+	return true;
+bad:
+	note_error("GET /v1/stats: a field is missing in %.300s", oneoff_body);
+	return false;
+}
+
+/* ------------------------------------------------------- event streams --- */
+
+/* One GET /v1/events (Accept: text/event-stream) held open: its chunked
+ * body is decoded, split into SSE blocks (a blank line ends one), and
+ * discarded. The first block must be "retry: 1000"; comments (": ...") are
+ * keep-alives; every other block is an event. */
+struct stream {
+	struct conn *c;
+	bool head;         /* the response head was read and was right */
+	bool chunked;      /* else the body runs until the connection closes */
+	bool retry_ok;     /* the first block was "retry: 1000" */
+	size_t chunk_left; /* data bytes left in this chunk; 0: a size line comes next */
+	bool need_crlf;    /* the CRLF after a chunk's data */
+	char *sse;
+	size_t slen, scap;
+	uint64_t blocks, comments, events;
+	bool got_probe;    /* the first event after the probe was armed */
+	uint64_t probe_ns; /* its arrival, after the probe's request was queued */
+	char probe_sess[17];
+	char probe_type[32];
+};
+
+static struct stream *S;
+static bool probe_armed;
+static uint64_t probe_t0;
+static uint64_t stream_errors, unexpected_events;
+
+static void stream_fail(struct conn *c, const char *why)
+{
+	stream_errors++;
+	errno = 0;
+	conn_failed(c, why);
+}
+
+static void stream_block(struct stream *st, const char *b, size_t len, uint64_t t)
+{
+	const char *ev, *data, *e;
+
+	st->blocks++;
+	if (st->blocks == 1) {
+		st->retry_ok = len == 11 && !memcmp(b, "retry: 1000", 11);
+		if (!st->retry_ok) {
+			note_error("event stream %d: the first block is not \"retry: 1000\": %.*s", (int)(st - S),
+				   (int)(len > 100 ? 100 : len), b);
+			stream_errors++;
+		}
+		return;
+	}
+	if (len && b[0] == ':') {
+		st->comments++;
+		return;
+	}
+	st->events++;
+	if (!probe_armed || st->got_probe) {
+		unexpected_events++;
+		return;
+	}
+	st->got_probe = true;
+	st->probe_ns = t - probe_t0;
+	ev = memmem(b, len, "event: ", 7);
+	if (ev) {
+		size_t n = 0;
+		ev += 7;
+		e = memchr(ev, '\n', (size_t)(b + len - ev));
+		if (!e)
+			e = b + len;
+		while (ev + n < e && n + 1 < sizeof(st->probe_type)) {
+			st->probe_type[n] = ev[n];
+			n++;
+		}
+		st->probe_type[n] = 0;
+	}
+	data = memmem(b, len, "data: ", 6);
+	if (data)
+		json_str(data, (size_t)(b + len - data), "session", st->probe_sess, sizeof(st->probe_sess));
+}
+
+static void stream_consume(struct conn *c, uint64_t t)
+{
+	struct stream *st = &S[c->id];
+	size_t off = 0;
+
+	if (!st->head) {
+		const char *hend = memmem(c->in, c->ilen, "\r\n\r\n", 4), *v;
+		size_t hlen, vlen;
+		if (!hend) {
+			if (c->ilen > 65536)
+				stream_fail(c, "sent a response head over 64 KiB");
+			return;
+		}
+		hlen = (size_t)(hend - c->in);
+		if (hlen < 12 || memcmp(c->in, "HTTP/1.", 7) || atoi(c->in + 9) != 200) {
+			note_error("event stream %d answered: %.*s", c->id, (int)(hlen > 200 ? 200 : hlen), c->in);
+			stream_fail(c, "was not answered 200");
+			return;
+		}
+		if (!header_value(c->in, hlen, "Content-Type", &v, &vlen) || vlen < 17 ||
+		    strncasecmp(v, "text/event-stream", 17)) {
+			stream_fail(c, "was answered without Content-Type: text/event-stream");
+			return;
+		}
+		st->chunked = header_value(c->in, hlen, "Transfer-Encoding", &v, &vlen) && vlen >= 7 &&
+			      !strncasecmp(v, "chunked", 7);
+		st->head = true;
+		off = hlen + 4;
+	}
+	while (off < c->ilen) {
+		size_t n;
+		if (!st->chunked) {
+			n = c->ilen - off;
+		} else if (st->need_crlf) {
+			if (c->ilen - off < 2)
+				break;
+			if (memcmp(c->in + off, "\r\n", 2)) {
+				stream_fail(c, "sent a chunk without its CRLF");
+				return;
+			}
+			off += 2;
+			st->need_crlf = false;
+			continue;
+		} else if (st->chunk_left == 0) {
+			const char *eol = memmem(c->in + off, c->ilen - off, "\r\n", 2);
+			char *e;
+			unsigned long size;
+			if (!eol) {
+				if (c->ilen - off > 64) {
+					stream_fail(c, "sent a bad chunk size line");
+					return;
+				}
+				break;
+			}
+			size = strtoul(c->in + off, &e, 16);
+			if (e == c->in + off || (e != eol && *e != ';')) {
+				stream_fail(c, "sent a bad chunk size line");
+				return;
+			}
+			off = (size_t)(eol - c->in) + 2;
+			if (size == 0) {
+				stream_fail(c, "ended the stream (last chunk)");
+				return;
+			}
+			st->chunk_left = size;
+			continue;
+		} else {
+			n = c->ilen - off < st->chunk_left ? c->ilen - off : st->chunk_left;
+			st->chunk_left -= n;
+			if (!st->chunk_left)
+				st->need_crlf = true;
+		}
+		if (st->scap - st->slen < n) {
+			while (st->scap - st->slen < n)
+				st->scap = st->scap ? st->scap * 2 : 256;
+			st->sse = xrealloc(st->sse, st->scap);
+		}
+		memcpy(st->sse + st->slen, c->in + off, n);
+		st->slen += n;
+		off += n;
+	}
+	if (off) {
+		memmove(c->in, c->in + off, c->ilen - off);
+		c->ilen -= off;
+	}
+	/* whole blocks */
+	size_t boff = 0;
+	for (;;) {
+		const char *e = memmem(st->sse + boff, st->slen - boff, "\n\n", 2);
+		if (!e)
+			break;
+		stream_block(st, st->sse + boff, (size_t)(e - (st->sse + boff)), t);
+		boff = (size_t)(e - st->sse) + 2;
+	}
+	if (boff) {
+		memmove(st->sse, st->sse + boff, st->slen - boff);
+		st->slen -= boff;
+	}
+	if (st->slen > 1 << 20)
+		stream_fail(c, "sent a block over 1 MiB");
+}
+
+/* --------------------------------------------------------------- calls --- */
+
+struct caller {
+	struct conn *c;
+	uint64_t k;      /* this caller's calls so far */
+	uint64_t t_sent; /* when the call in flight was queued */
+	bool busy, stopped;
+};
+
+static struct caller *CL;
+static struct conn **RC; /* one reply connection per responder */
+static int *idle_callers, nidle; /* open loop: callers with no call in flight */
+static uint64_t calls_issued, calls_answered, calls_in_window, call_errors, call_mismatches;
+static uint64_t replies_sent, replies_ok, reply_errors, call_msgs, call_msg_errors;
+
+static void issue_call(int i)
+{
+	struct caller *cl = &CL[i];
+	char body[256];
+	int len;
+
+	len = snprintf(body, sizeof(body),
+		       "{\"to\":{\"group\":\"%s\",\"pick\":\"round_robin\"},\"body\":{\"c\":%d,\"k\":%" PRIu64
+		       "},\"timeout_ms\":%d}",
+		       opt.group, i, cl->k, opt.call_timeout_ms);
+	conn_request(cl->c, cl->k, "POST /v1/call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+				   "Content-Length: %d\r\n\r\n%s",
+		     len, body);
+	cl->t_sent = now_ns();
+	cl->busy = true;
+	calls_issued++;
+}
+
+static void on_caller_answer(struct conn *c, int status, const char *body, size_t blen, uint64_t t)
+{
+	struct caller *cl = &CL[c->id];
+	const char *p = body, *end = body + blen;
+	uint64_t ci, k;
+
+	cl->busy = false;
+	if (status != 200) {
+		call_errors++;
+		note_error("call %d/%" PRIu64 " answered %d: %.*s (this caller stops)", c->id, cl->k, status,
+			   (int)(blen > 200 ? 200 : blen), body);
+		cl->stopped = true;
+		return;
+	}
+	if (!json_uint(&p, end, "\"c\"", &ci) || !json_uint(&p, end, "\"k\"", &k) || ci != (uint64_t)c->id ||
+	    k != cl->k || !memmem(body, blen, "\"from\"", 6)) {
+		call_mismatches++;
+		note_error("call %d/%" PRIu64 " got an answer that is not its own request echoed: %.*s", c->id, cl->k,
+			   (int)(blen > 200 ? 200 : blen), body);
+	} else {
+		calls_answered++;
+		if (t >= win_start && t < win_end) {
+			calls_in_window++;
+			if (nlat == latcap) {
+				latcap = latcap ? latcap * 2 : 65536;
+				lat = xrealloc(lat, latcap * sizeof(*lat));
+			}
+			lat[nlat++] = t - cl->t_sent;
+		}
+	}
+	cl->k++;
+	if (opt.rate_given) {
+		if (!cl->stopped)
+			idle_callers[nidle++] = c->id;
+	} else if (!sending_stopped && !cl->stopped) {
+		issue_call(c->id);
+	}
+}
+
+/* The end of the JSON value at s (an object, array, string or scalar),
+ * or NULL when it does not end before end. */
+static const char *json_value_end(const char *s, const char *end)
+{
+	int depth = 0;
+	bool str = false;
+
+	if (s >= end)
+		return NULL;
+	if (*s != '{' && *s != '[' && *s != '"') {
+		while (s < end && *s != ',' && *s != '}' && *s != ']' && !isspace((unsigned char)*s))
+			s++;
+		return s;
+	}
+	for (; s < end; s++) {
+		if (str) {
+			if (*s == '\\')
+				s++;
+			else if (*s == '"') {
+				str = false;
+				if (!depth)
+					return s + 1;
+			}
+		} else if (*s == '"') {
+			str = true;
+		} else if (*s == '{' || *s == '[') {
+			depth++;
+		} else if (*s == '}' || *s == ']') {
+			if (--depth == 0)
+				return s + 1;
+		}
+	}
+	return NULL;
+}
+
+/* A responder's mailbox answered: every message is a call; its body goes
+ * back at once as the reply (pipelined on the responder's reply
+ * connection), and the mailbox is polled again. */
+static void on_responder_answer(struct waiter *w, int status, const char *body, size_t blen)
+{
+	const char *p = body, *end = body + blen;
+	int i = (int)(w - W);
+	uint64_t seq;
+
+	w->polling = false;
+	w->answers++;
+	poll_answers++;
+	if (status != 200) {
+		poll_errors++;
+		note_error("poll of responder %s answered %d: %.*s (this responder stops)", w->id, status,
+			   (int)(blen > 200 ? 200 : blen), body);
+		return;
+	}
+	while (json_uint(&p, end, "\"seq\"", &seq)) {
+		const char *k = memmem(p, (size_t)(end - p), "\"body\"", 6), *v0, *v1;
+		char id[40];
+		if (seq > w->after)
+			w->after = seq;
+		call_msgs++;
+		if (!k) {
+			call_msg_errors++;
+			break;
+		}
+		v0 = k + 6;
+		while (v0 < end && (isspace((unsigned char)*v0) || *v0 == ':'))
+			v0++;
+		v1 = json_value_end(v0, end);
+		if (!v1 || !json_str(v1, (size_t)(end - v1), "reply_to", id, sizeof(id)) || strlen(id) != 32) {
+			call_msg_errors++;
+			note_error("responder %s: a message without a body or a 32-hex reply_to: %.*s", w->id,
+				   (int)(blen > 200 ? 200 : blen), body);
+			break;
+		}
+		p = v1;
+		if (RC[i]->fd < 0)
+			continue;
+		conn_request(RC[i], 0,
+			     "POST /v1/replies/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Session-Token: %s\r\n"
+			     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"body\":%.*s}",
+			     id, w->token, (int)(v1 - v0) + 9, (int)(v1 - v0), v0);
+		replies_sent++;
+	}
+	if (w->c->open)
+		poll_now(w);
+}
+
+static void on_replier_answer(uint64_t tag, int status, const char *body, size_t blen)
+{
+	(void)tag;
+	if (status == 204) {
+		replies_ok++;
+		return;
+	}
+	reply_errors++;
+	note_error("POST /v1/replies answered %d: %.*s", status, (int)(blen > 200 ? 200 : blen), body);
 }
 
 static void conn_readable(struct conn *c)
@@ -733,6 +1218,10 @@ static void conn_readable(struct conn *c)
 	}
 	uint64_t t = now_ns();
 	size_t off = 0;
+	if (c->kind == K_STREAM) {
+		stream_consume(c, t);
+		return;
+	}
 	while (off < c->ilen) {
 		int status = 0;
 		const char *body = NULL;
@@ -753,6 +1242,12 @@ static void conn_readable(struct conn *c)
 			on_waiter_answer(&W[c->id], status, body, blen, t);
 		else if (c->kind == K_SENDER)
 			on_send_answer(tag, status, body, blen, t);
+		else if (c->kind == K_CALLER)
+			on_caller_answer(c, status, body, blen, t);
+		else if (c->kind == K_REPLIER)
+			on_replier_answer(tag, status, body, blen);
+		else if (c->kind == K_ONEOFF)
+			on_oneoff_answer(status, body, blen);
 		else
 			on_setup_answer(tag, status, body, blen);
 		off += used;
@@ -854,6 +1349,11 @@ static void setup(void)
 							     "POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 							     "Content-Type: application/json\r\nContent-Length: 12\r\n\r\n"
 							     "{\"ttl\":3600}");
+					else if (opt.mode == M_CALLS)
+						conn_request(c, OP_NAME | next,
+							     "PUT /v1/groups/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+							     "X-Session-Token: %s\r\nContent-Length: 0\r\n\r\n",
+							     opt.group, w->token);
 					else
 						conn_request(c, OP_NAME | next,
 							     "PUT /v1/names/%s%" PRIu64 " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -871,8 +1371,12 @@ static void setup(void)
 	for (i = 0; i < nc; i++)
 		conn_free(setup_c[i]);
 	free(setup_c);
-	printf("msgload: setup: %d sessions (ttl 3600) with names %s0..%s%d in %.2f s\n", opt.waiters, opt.prefix,
-	       opt.prefix, opt.waiters - 1, (double)(now_ns() - t0) / 1e9);
+	if (opt.mode == M_CALLS)
+		printf("msgload: setup: %d sessions (ttl 3600) in group %s in %.2f s\n", opt.waiters, opt.group,
+		       (double)(now_ns() - t0) / 1e9);
+	else
+		printf("msgload: setup: %d sessions (ttl 3600) with names %s0..%s%d in %.2f s\n", opt.waiters,
+		       opt.prefix, opt.prefix, opt.waiters - 1, (double)(now_ns() - t0) / 1e9);
 	fflush(stdout);
 }
 
@@ -1314,14 +1818,401 @@ static int run_memory(void)
 	return rc;
 }
 
+/* Opens n connections of a kind, at most 256 connecting at a time; first(i)
+ * queues the first request of connection i, if any. */
+static void open_conns(enum kind kind, int n, struct conn **out, void (*first)(int i))
+{
+	int i = 0;
+
+	while (i < n || connecting_now) {
+		while (i < n && connecting_now < 256) {
+			out[i] = conn_new(kind, i);
+			if (first)
+				first(i);
+			i++;
+		}
+		loop_once(10);
+		if (conn_failures)
+			fatal("%ld connections failed while opening them", conn_failures);
+	}
+}
+
+static volatile sig_atomic_t go_signal;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	go_signal = 1;
+}
+
+static struct conn **stream_c;
+
+static void stream_first(int i)
+{
+	S[i].c = stream_c[i];
+	conn_request(stream_c[i], 0,
+		     "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+}
+
+static int streams_ready(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < opt.streams; i++)
+		n += S[i].c->fd >= 0 && S[i].retry_ok;
+	return n;
+}
+
+static int streams_alive(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < opt.streams; i++)
+		n += S[i].c->fd >= 0;
+	return n;
+}
+
+/* Streams: the cost of --streams idle event streams, and that one change
+ * reaches them all. VmRSS before them, with them open and idle; then READY
+ * and the streams are held (read and discarded) until SIGUSR1 or --hold s,
+ * while the caller measures something else; then one registry change
+ * (POST /v1/sessions) and how long it takes to reach each stream. */
+static int run_streams(void)
+{
+	long before, open_kb, held_kb;
+	struct stats s0, s1, s2;
+	uint64_t t0, *fan;
+	int i, ready, alive, reached = 0, wrong = 0, nfan = 0;
+	bool stats_ok;
+	const char *how;
+	char probe_id[17] = "";
+	struct sigaction sa;
+	double open_s, hold_s;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1; /* no SA_RESTART: epoll_wait returns EINTR */
+	sigaction(SIGUSR1, &sa, NULL);
+	S = calloc((size_t)opt.streams, sizeof(*S));
+	stream_c = calloc((size_t)opt.streams, sizeof(*stream_c));
+	if (!S || !stream_c)
+		fatal("out of memory");
+	how = settle(30);
+	before = server_rss_kb();
+	stats_ok = get_stats(&s0);
+	printf("msgload: streams: server VmRSS %ld kB before any stream (%s); streams_open %" PRIu64 "\n", before,
+	       how, s0.streams_open);
+	t0 = now_ns();
+	open_conns(K_STREAM, opt.streams, stream_c, stream_first);
+	while (streams_ready() + (opt.streams - streams_alive()) < opt.streams && now_ns() - t0 < 30000000000ull)
+		loop_once(10);
+	open_s = (double)(now_ns() - t0) / 1e9;
+	how = settle(60);
+	open_kb = server_rss_kb();
+	stats_ok = get_stats(&s1) && stats_ok;
+	ready = streams_ready();
+	printf("msgload: streams: %d of %d streams open with \"retry: 1000\" first in %.2f s (%s); server VmRSS %ld "
+	       "kB (+%ld kB, %.0f bytes per stream); stats: streams_open %" PRIu64 ", event_watchers %" PRIu64 "\n",
+	       ready, opt.streams, open_s, how, open_kb, open_kb - before,
+	       (double)(open_kb - before) * 1024.0 / (ready ? ready : 1), s1.streams_open, s1.event_watchers);
+	printf("msgload: READY %d streams open and idle; holding them until SIGUSR1 (at most %.0f s)\n", ready,
+	       opt.hold);
+	t0 = now_ns();
+	while (!go_signal && (double)(now_ns() - t0) / 1e9 < opt.hold) {
+		loop_once(100);
+		check_alive("while the streams were held");
+	}
+	hold_s = (double)(now_ns() - t0) / 1e9;
+	held_kb = server_rss_kb();
+	alive = streams_alive();
+	printf("msgload: streams: held %.1f s (%s); %d still open; server VmRSS %ld kB; %" PRIu64
+	       " events arrived meanwhile (expected none)\n",
+	       hold_s, go_signal ? "SIGUSR1" : "--hold reached", alive, held_kb, unexpected_events);
+	/* One change, which every stream must see. */
+	probe_armed = true;
+	probe_t0 = now_ns();
+	if (oneoff("POST", "/v1/sessions", NULL, "{\"ttl\":60,\"label\":\"msgload-probe\"}") != 201 ||
+	    !json_str(oneoff_body, oneoff_blen, "id", probe_id, sizeof(probe_id)))
+		note_error("the probe POST /v1/sessions answered %d: %.200s", oneoff_status, oneoff_body);
+	t0 = now_ns();
+	for (;;) {
+		int got = 0;
+		for (i = 0; i < opt.streams; i++)
+			got += S[i].got_probe || S[i].c->fd < 0;
+		if (got == opt.streams || now_ns() - t0 > 10000000000ull)
+			break;
+		loop_once(5);
+	}
+	/* a moment for anything unexpected after it */
+	t0 = now_ns();
+	while (now_ns() - t0 < 200000000ull)
+		loop_once(20);
+	fan = xrealloc(NULL, (size_t)opt.streams * sizeof(*fan));
+	for (i = 0; i < opt.streams; i++) {
+		if (!S[i].got_probe)
+			continue;
+		if (strcmp(S[i].probe_sess, probe_id) || strcmp(S[i].probe_type, "session_created")) {
+			wrong++;
+			if (wrong <= 3)
+				note_error("stream %d: the first event after the probe is %s of session %s, not "
+					   "session_created of %s",
+					   i, S[i].probe_type, S[i].probe_sess, probe_id);
+			continue;
+		}
+		reached++;
+		fan[nfan++] = S[i].probe_ns;
+	}
+	qsort(fan, (size_t)nfan, sizeof(*fan), cmp_u64);
+	double f50 = nfan ? (double)fan[nfan / 2] / 1e6 : -1, fmax = nfan ? (double)fan[nfan - 1] / 1e6 : -1;
+	stats_ok = get_stats(&s2) && stats_ok;
+	alive = streams_alive();
+	printf("msgload: streams: one change (session_created %s) reached %d of %d streams (%d another event); "
+	       "after the POST was queued: p50 %.2f ms, last %.2f ms; %d streams open; stats: streams_open %" PRIu64
+	       "\n",
+	       probe_id, reached, opt.streams, wrong, f50, fmax, alive, s2.streams_open);
+	free(fan);
+	int rc = (ready != opt.streams || reached != opt.streams || alive != opt.streams || stream_errors ||
+		  unexpected_events || wrong || conn_failures || !stats_ok || before < 0 || open_kb < 0 ||
+		  s1.streams_open < (uint64_t)opt.streams)
+			 ? 1
+			 : 0;
+	printf("RESULT mode=streams measured=1 clean=%d streams=%d ready=%d open_s=%.2f rss_before_kb=%ld "
+	       "rss_open_kb=%ld rss_held_kb=%ld delta_kb=%ld per_stream_bytes=%.0f streams_open_stat=%" PRIu64
+	       " held_s=%.1f signalled=%d unexpected_events=%" PRIu64 " reached=%d wrong=%d fanout_p50_ms=%.2f"
+	       " fanout_max_ms=%.2f alive=%d stream_errors=%" PRIu64 " conn_failures=%ld\n",
+	       !rc, opt.streams, ready, open_s, before, open_kb, held_kb, open_kb - before,
+	       (double)(open_kb - before) * 1024.0 / (ready ? ready : 1), s1.streams_open, hold_s, (int)go_signal,
+	       unexpected_events, reached, wrong, f50, fmax, alive, stream_errors, conn_failures);
+	for (i = 0; i < opt.streams; i++) {
+		conn_free(S[i].c);
+		free(S[i].sse);
+	}
+	free(S);
+	free(stream_c);
+	return rc;
+}
+
+static struct conn **caller_c;
+
+static void caller_first(int i)
+{
+	CL[i].c = caller_c[i];
+}
+
+static size_t calls_in_flight(void)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < opt.callers; i++)
+		if (CL[i].c->fd >= 0)
+			n += CL[i].c->tcount;
+	return n;
+}
+
+static size_t replies_in_flight(void)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < opt.responders; i++)
+		if (RC[i]->fd >= 0)
+			n += RC[i]->tcount;
+	return n;
+}
+
+/* Calls: --callers connections, each with one POST /v1/call in flight at a
+ * time to the group of --responders sessions (pick round_robin); each
+ * responder long-polls its mailbox and replies at once, echoing the body,
+ * and each caller checks that the answer is its own request. Counted over
+ * --seconds after --warmup; then the calls in flight are let finish, and
+ * /v1/stats must show none pending. */
+static int run_calls(void)
+{
+	struct stats st;
+	uint64_t t0;
+	double cs = -1, cc = 0, dr;
+	bool stats_ok, marked = false;
+	int i, rc;
+	const char *how;
+
+	CL = calloc((size_t)opt.callers, sizeof(*CL));
+	caller_c = calloc((size_t)opt.callers, sizeof(*caller_c));
+	RC = calloc((size_t)opt.responders, sizeof(*RC));
+	if (!CL || !caller_c || !RC)
+		fatal("out of memory");
+	setup();
+	open_conns(K_REPLIER, opt.responders, RC, NULL);
+	open_waiters();
+	open_conns(K_CALLER, opt.callers, caller_c, caller_first);
+	how = settle(30);
+	printf("msgload: calls: %d responders polling (wait=%d, max=1000) with a reply connection each, %d caller "
+	       "connections open (%s)\n",
+	       opt.responders, opt.wait_s, opt.callers, how);
+	if (poll_answers)
+		note_error("%" PRIu64 " responder polls were answered before any call", poll_answers);
+	printf("msgload: calls: %d callers, each with at most one call in flight: POST /v1/call {\"to\":{\"group\":"
+	       "\"%s\",\"pick\":\"round_robin\"},\"body\":{\"c\":i,\"k\":n},\"timeout_ms\":%d}; ",
+	       opt.callers, opt.group, opt.call_timeout_ms);
+	if (opt.rate_given)
+		printf("open loop: %.0f calls/s for %.1f s\n", opt.rate, opt.seconds);
+	else
+		printf("closed loop (a caller calls again once answered): %.1f s warm-up then %.1f s measured\n",
+		       opt.warmup, opt.seconds);
+	t0 = now_ns();
+	win_start = t0 + (uint64_t)(opt.warmup * 1e9);
+	win_end = win_start + (uint64_t)(opt.seconds * 1e9);
+	struct cpu_mark m0 = { 0, -1, 0, -1, -1 }, m1;
+	uint64_t total = 0, behind = 0, max_lag = 0;
+	double send_s = 0;
+	if (opt.rate_given) {
+		/* Open loop: call n is due at t0 + n / rate, made by an idle
+		 * caller; the round trip counts from when it is made. A server
+		 * that cannot keep up gets until 1.5 times the schedule. */
+		total = (uint64_t)(opt.rate * opt.seconds + 0.5);
+		uint64_t give_up = (uint64_t)(opt.seconds * 1.5e9);
+		idle_callers = xrealloc(NULL, (size_t)opt.callers * sizeof(*idle_callers));
+		for (i = opt.callers - 1; i >= 0; i--)
+			if (CL[i].c->open)
+				idle_callers[nidle++] = i;
+		t0 = now_ns();
+		win_start = t0;
+		win_end = UINT64_MAX;
+		m0 = cpu_mark();
+		while (calls_issued < total) {
+			uint64_t now = now_ns();
+			if (now - t0 > give_up)
+				break;
+			uint64_t due = (uint64_t)((double)(now - t0) * opt.rate / 1e9) + 1;
+			if (due > total)
+				due = total;
+			while (calls_issued < due && nidle) {
+				uint64_t lag = now - (t0 + (uint64_t)((double)calls_issued * 1e9 / opt.rate));
+				if ((int64_t)lag > 0 && lag > max_lag)
+					max_lag = lag;
+				issue_call(idle_callers[--nidle]);
+			}
+			if (calls_issued < due) {
+				behind++; /* every caller has a call in flight */
+				loop_once(1);
+				continue;
+			}
+			uint64_t next_t = t0 + (uint64_t)((double)calls_issued * 1e9 / opt.rate);
+			if (calls_issued < total && next_t > now_ns()) {
+				struct itimerspec its = { .it_value = { .tv_sec = (time_t)(next_t / 1000000000u),
+									.tv_nsec = (long)(next_t % 1000000000u) } };
+				timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+				loop_once(-1);
+			} else {
+				loop_once(0);
+			}
+		}
+		send_s = (double)(now_ns() - t0) / 1e9;
+	} else {
+		for (i = 0; i < opt.callers; i++)
+			if (CL[i].c->open)
+				issue_call(i);
+		for (;;) {
+			uint64_t now = now_ns();
+			if (!marked && now >= win_start) {
+				m0 = cpu_mark();
+				marked = true;
+			}
+			if (now >= win_end)
+				break;
+			loop_once(1);
+		}
+	}
+	m1 = cpu_mark();
+	cpu_between(m0, m1, &cs, &cc);
+	/* Let what is in flight finish: calls, then replies. */
+	sending_stopped = true;
+	t0 = now_ns();
+	while ((calls_in_flight() || replies_in_flight()) &&
+	       (double)(now_ns() - t0) / 1e9 < (double)opt.call_timeout_ms / 1000 + 5)
+		loop_once(10);
+	dr = (double)(now_ns() - t0) / 1e9;
+	size_t left = calls_in_flight(), rleft = replies_in_flight();
+	check_alive("after the calls");
+	stats_ok = get_stats(&st);
+
+	qsort(lat, nlat, sizeof(*lat), cmp_u64);
+	double p50 = pct_ms(50), p90 = pct_ms(90), p99 = pct_ms(99), p999 = pct_ms(99.9);
+	double mx = nlat ? (double)lat[nlat - 1] / 1e6 : -1;
+	double rate = opt.rate_given ? (double)calls_in_window / send_s : (double)calls_in_window / opt.seconds;
+	/* the server's CPU per call, whatever share of a CPU it got */
+	double win_s = opt.rate_given ? send_s : opt.seconds;
+	double us_per_call = cs >= 0 && calls_in_window ? cs * win_s * 1e6 / (double)calls_in_window : -1;
+	if (opt.rate_given)
+		printf("msgload: calls: open loop: %" PRIu64 " of %" PRIu64 " calls made in %.2f s (schedule %.2f s at "
+		       "%.0f/s; most behind schedule %.3f ms; every caller busy %" PRIu64 " times), %" PRIu64
+		       " answered: %.0f calls/s; round trip p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, "
+		       "max %.3f ms\n",
+		       calls_issued, total, send_s, opt.seconds, opt.rate, (double)max_lag / 1e6, behind,
+		       calls_in_window, rate, p50, p90, p99, p999, mx);
+	else
+		printf("msgload: calls: %" PRIu64 " answered in the %.1f s window: %.0f calls/s; round trip p50 %.3f "
+		       "ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (closed loop: the mean round trip "
+		       "is %d callers / the rate)\n",
+		       calls_in_window, opt.seconds, rate, p50, p90, p99, p999, mx, opt.callers);
+	printf("msgload: calls: in all %" PRIu64 " made, %" PRIu64 " answered with their own body, %" PRIu64
+	       " errors, %" PRIu64 " wrong answers; responders got %" PRIu64 " calls in %" PRIu64
+	       " polls (%.1f each), %" PRIu64 " replies sent, %" PRIu64 " answered 204, %" PRIu64
+	       " errors; drain %.2f s, %zu calls and %zu replies still in flight\n",
+	       calls_issued, calls_answered, call_errors, call_mismatches, call_msgs, poll_answers,
+	       poll_answers ? (double)call_msgs / (double)poll_answers : 0.0, replies_sent, replies_ok, reply_errors,
+	       dr, left, rleft);
+	if (stats_ok)
+		printf("msgload: calls: /v1/stats: calls pending %" PRIu64 ", answered %" PRIu64 ", timed_out %" PRIu64
+		       ", receiver_gone %" PRIu64 ", caller_gone %" PRIu64 "\n",
+		       st.calls_pending, st.calls_answered, st.calls_timed_out, st.calls_receiver_gone,
+		       st.calls_caller_gone);
+	if (cs >= 0)
+		printf("msgload: CPU in the window: server %.0f%%, msgload %.0f%% (of one core); time spent runnable "
+		       "but waiting for a CPU (schedstat): server %.1f ms, msgload %.1f ms; server CPU per call %.1f us "
+		       "(one core all its own: %.0f calls/s)\n",
+		       cs * 100, cc * 100, rq_server_ms, rq_client_ms, us_per_call,
+		       us_per_call > 0 ? 1e6 / us_per_call : 0.0);
+	rc = (call_errors || call_mismatches || reply_errors || poll_errors || call_msg_errors || conn_failures ||
+	      left || rleft || !stats_ok || st.calls_pending || st.calls_timed_out || st.calls_receiver_gone ||
+	      st.calls_caller_gone || calls_answered != calls_issued)
+		     ? 1
+		     : 0;
+	printf("RESULT mode=calls measured=1 clean=%d open_loop=%d target_rate=%.0f scheduled=%" PRIu64
+	       " send_s=%.2f max_lag_ms=%.3f server_us_per_call=%.1f"
+	       " callers=%d responders=%d calls=%" PRIu64 " rate=%.0f p50_ms=%.3f"
+	       " p90_ms=%.3f p99_ms=%.3f max_ms=%.3f made=%" PRIu64 " answered=%" PRIu64 " errors=%" PRIu64
+	       " wrong=%" PRIu64 " reply_errors=%" PRIu64 " poll_errors=%" PRIu64 " conn_failures=%ld"
+	       " left_in_flight=%zu stats_ok=%d pending=%" PRIu64 " stat_answered=%" PRIu64 " timed_out=%" PRIu64
+	       " receiver_gone=%" PRIu64 " caller_gone=%" PRIu64 " calls_per_poll=%.1f cpu_server=%.0f"
+	       " cpu_client=%.0f server_cpu_wait_ms=%.0f client_cpu_wait_ms=%.0f\n",
+	       !rc, (int)opt.rate_given, opt.rate_given ? opt.rate : 0.0, total, send_s, (double)max_lag / 1e6,
+	       us_per_call, opt.callers,
+	       opt.responders, calls_in_window, rate, p50, p90, p99, mx, calls_issued,
+	       calls_answered, call_errors, call_mismatches, reply_errors, poll_errors, conn_failures, left,
+	       stats_ok, st.calls_pending, st.calls_answered, st.calls_timed_out, st.calls_receiver_gone,
+	       st.calls_caller_gone, poll_answers ? (double)call_msgs / (double)poll_answers : 0.0, cs * 100,
+	       cc * 100, rq_server_ms, rq_client_ms);
+	for (i = 0; i < opt.callers; i++)
+		conn_free(CL[i].c);
+	for (i = 0; i < opt.responders; i++)
+		conn_free(RC[i]);
+	free(CL);
+	free(caller_c);
+	free(RC);
+	free(idle_callers);
+	return rc;
+}
+
 /* ----------------------------------------------------------------- main --- */
 
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: msgload --port P [--mode latency|maxrate|memory] [--waiters N] [--rate R]\n"
-		"               [--seconds S] [--warmup S] [--senders K] [--pipeline D] [--window W]\n"
-		"               [--wait S] [--pid SERVER_PID] [--prefix lp-] [--timeout S]\n");
+		"usage: msgload --port P [--mode latency|maxrate|memory|streams|calls] [--waiters N]\n"
+		"               [--rate R] [--seconds S] [--warmup S] [--senders K] [--pipeline D]\n"
+		"               [--window W] [--wait S] [--pid SERVER_PID] [--prefix lp-] [--timeout S]\n"
+		"               [--streams N] [--hold S]                          (streams)\n"
+		"               [--callers N] [--responders R] [--group G] [--call-timeout MS]  (calls)\n");
 	exit(2);
 }
 
@@ -1355,6 +2246,10 @@ int main(int argc, char **argv)
 				opt.mode = M_MAXRATE;
 			else if (!strcmp(v, "memory"))
 				opt.mode = M_MEMORY;
+			else if (!strcmp(v, "streams"))
+				opt.mode = M_STREAMS;
+			else if (!strcmp(v, "calls"))
+				opt.mode = M_CALLS;
 			else
 				usage();
 		} else if (!strcmp(f, "--port")) {
@@ -1363,6 +2258,7 @@ int main(int argc, char **argv)
 			opt.waiters = (int)num_arg(f, v, 1, 1000000);
 		} else if (!strcmp(f, "--rate")) {
 			opt.rate = num_arg(f, v, 1, 10000000);
+			opt.rate_given = true;
 		} else if (!strcmp(f, "--seconds")) {
 			opt.seconds = num_arg(f, v, 0.1, 3600);
 		} else if (!strcmp(f, "--warmup")) {
@@ -1381,6 +2277,18 @@ int main(int argc, char **argv)
 			opt.prefix = v;
 		} else if (!strcmp(f, "--timeout")) {
 			opt.timeout = num_arg(f, v, 1, 86400);
+		} else if (!strcmp(f, "--streams")) {
+			opt.streams = (int)num_arg(f, v, 1, 1000000);
+		} else if (!strcmp(f, "--hold")) {
+			opt.hold = num_arg(f, v, 0, 86400);
+		} else if (!strcmp(f, "--callers")) {
+			opt.callers = (int)num_arg(f, v, 1, 1000000);
+		} else if (!strcmp(f, "--responders")) {
+			opt.responders = (int)num_arg(f, v, 1, 10000);
+		} else if (!strcmp(f, "--group") && v) {
+			opt.group = v;
+		} else if (!strcmp(f, "--call-timeout")) {
+			opt.call_timeout_ms = (int)num_arg(f, v, 1, 300000);
 		} else {
 			usage();
 		}
@@ -1392,8 +2300,10 @@ int main(int argc, char **argv)
 		opt.wait_s = opt.mode == M_MEMORY ? 120 : 30;
 	if (!opt.window)
 		opt.window = 2L * opt.waiters;
-	if (strlen(opt.prefix) > 100)
+	if (strlen(opt.prefix) > 100 || strlen(opt.group) > 100 || strpbrk(opt.group, "\"\\/?%# "))
 		usage();
+	if (opt.mode == M_CALLS)
+		opt.waiters = opt.responders; /* the responders are the waiters */
 	clk_tck = sysconf(_SC_CLK_TCK);
 	deadline_ns = now_ns() + (uint64_t)(opt.timeout * 1e9);
 	signal(SIGALRM, on_alarm);
@@ -1407,10 +2317,13 @@ int main(int argc, char **argv)
 	}
 	getrlimit(RLIMIT_NOFILE, &rl);
 	rlim_t need = (rlim_t)opt.waiters + (rlim_t)opt.senders + (rlim_t)opt.setup_conns + 16;
+	if (opt.mode == M_STREAMS)
+		need += (rlim_t)opt.streams;
+	if (opt.mode == M_CALLS)
+		need += (rlim_t)opt.callers + (rlim_t)opt.responders;
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-		fatal("RLIMIT_NOFILE is %llu (hard limit %llu) but %d waiters need %llu descriptors",
-		      (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, opt.waiters,
-		      (unsigned long long)need);
+		fatal("RLIMIT_NOFILE is %llu (hard limit %llu) but %llu descriptors are needed",
+		      (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, (unsigned long long)need);
 
 	memset(&server, 0, sizeof(server));
 	server.sin_family = AF_INET;
@@ -1431,20 +2344,28 @@ int main(int argc, char **argv)
 		fatal("out of memory");
 	win_end = UINT64_MAX;
 
-	setup();
-	if (opt.mode == M_MEMORY) {
-		rc = run_memory();
+	if (opt.mode == M_STREAMS) {
+		rc = run_streams();
+	} else if (opt.mode == M_CALLS) {
+		rc = run_calls();
 	} else {
-		open_senders();
-		open_waiters();
-		const char *how = settle(30);
-		printf("msgload: %d long-polls parked (%s)\n", opt.waiters, how);
-		if (poll_answers)
-			note_error("%" PRIu64 " long-polls were answered before any message was sent", poll_answers);
-		rc = opt.mode == M_LATENCY ? run_latency() : run_maxrate();
+		setup();
+		if (opt.mode == M_MEMORY) {
+			rc = run_memory();
+		} else {
+			open_senders();
+			open_waiters();
+			const char *how = settle(30);
+			printf("msgload: %d long-polls parked (%s)\n", opt.waiters, how);
+			if (poll_answers)
+				note_error("%" PRIu64 " long-polls were answered before any message was sent",
+					   poll_answers);
+			rc = opt.mode == M_LATENCY ? run_latency() : run_maxrate();
+		}
 	}
 	for (i = 0; i < opt.waiters; i++)
-		conn_free(W[i].c);
+		if (W[i].c)
+			conn_free(W[i].c);
 	for (i = 0; i < nsend_c; i++)
 		conn_free(send_c[i]);
 	return rc;

@@ -17,7 +17,11 @@
 # cycles of groups (cycle.lua too); then VmRSS of a fresh rollcall loaded
 # with BENCH_SESSIONS sessions of one name each (load_sessions.py), and of
 # another loaded with 1,000 groups of 100 members, from 1,000 sessions in
-# 100 groups each (load_groups.py, which checks the groups by GET).
+# 100 groups each (load_groups.py, which checks the groups by GET); then the
+# messages figures, the event-stream figures (1,000 idle streams: their
+# VmRSS, GET /v1/names/bench with and without them, one change reaching all)
+# and the calls figures (1,000 callers, 16 responders: calls/s, round trip,
+# nothing pending after), all with msgload.c; see their sections below.
 #
 # Every throughput figure uses the same wrk settings: wrk -t1 -c50 -d<s>s
 # --latency (one wrk thread: rollcall is single-threaded, nginx runs one
@@ -524,7 +528,11 @@ msg_run() {
         return 1
     fi
     if [ "$(msg_field "$out" clean)" != 1 ]; then
-        MSG_WHY="lost $(msg_field "$out" lost), duplicates $(msg_field "$out" duplicates), failed sends $(msg_field "$out" send_errors), failed polls $(msg_field "$out" poll_errors), failed connections $(msg_field "$out" conn_failures)"
+        if [ "$(msg_field "$out" mode)" = calls ]; then
+            MSG_WHY="failed calls $(msg_field "$out" errors), wrong answers $(msg_field "$out" wrong), failed replies $(msg_field "$out" reply_errors), failed polls $(msg_field "$out" poll_errors), failed connections $(msg_field "$out" conn_failures), still in flight $(msg_field "$out" left_in_flight), /v1/stats read $(msg_field "$out" stats_ok), pending $(msg_field "$out" pending), timed_out $(msg_field "$out" timed_out), receiver_gone $(msg_field "$out" receiver_gone), caller_gone $(msg_field "$out" caller_gone)"
+        else
+            MSG_WHY="lost $(msg_field "$out" lost), duplicates $(msg_field "$out" duplicates), failed sends $(msg_field "$out" send_errors), failed polls $(msg_field "$out" poll_errors), failed connections $(msg_field "$out" conn_failures)"
+        fi
         problem "$label: $MSG_WHY (see msgload's ERROR lines above)"
         return 2
     fi
@@ -615,22 +623,202 @@ msg_memory() {
             l, per, pc, pr, b / 1024, a / 1024, r, (st != 0 ? "INVALID" : (per + 0 < 10240 ? "PASS" : "BELOW")) }')")
 }
 
+MSGLOAD_STATE=""  # "": not built yet; ok; failed
+
+build_msgload() {  # once; 0 when $MSGLOAD is ready
+    if [ -z "$MSGLOAD_STATE" ]; then
+        MSGLOAD="$TMP/msgload"
+        echo
+        echo "=== building msgload: ${CC:-cc} -O2 -Wall -Wextra -Werror $HERE/msgload.c" \
+            "(load average now: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
+        if "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$MSGLOAD" "$HERE/msgload.c" 2>&1 | sed 's/^/  /' &&
+                [ -x "$MSGLOAD" ]; then
+            MSGLOAD_STATE=ok
+        else
+            MSGLOAD_STATE=failed
+            problem "msgload.c did not build"
+        fi
+    fi
+    [ "$MSGLOAD_STATE" = ok ]
+}
+
 bench_messages() {
-    MSGLOAD="$TMP/msgload"
     local labels=("msg latency 1000 waiters @2000/s" "msg max rate 1000 waiters"
                   "RSS per pending long-poll (10000)") l
-    echo
-    echo "=== messages: building msgload: ${CC:-cc} -O2 -Wall -Wextra -Werror $HERE/msgload.c" \
-        "(load average now: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
-    if ! "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$MSGLOAD" "$HERE/msgload.c" 2>&1 | sed 's/^/  /' ||
-            [ ! -x "$MSGLOAD" ]; then
-        problem "msgload.c did not build"
+    if ! build_msgload; then
         for l in "${labels[@]}"; do MSG_ROWS+=("$l: NOT MEASURED (msgload.c did not build)"); done
         return
     fi
     msg_latency
     msg_maxrate
     msg_memory
+}
+
+# -------------------------------------------------------------- events ---
+# Events: what 1,000 idle event streams cost, on one fresh rollcall (started
+# as for the messages figures). wrk GET /v1/names/bench (the same settings
+# as every wrk figure) without streams; then msgload --mode streams opens
+# 1,000 streams (GET /v1/events, Accept: text/event-stream, one keep-alive
+# connection each; the first block of each must be "retry: 1000"), reads
+# VmRSS before and with them once the server has settled, and holds them
+# open and idle (reading and discarding) while wrk runs the same GET again;
+# then one registry change (POST /v1/sessions) must reach every stream, as
+# the first event each sees after it (counted, with how long it took).
+# Targets: VmRSS with the streams minus before < 10 MB; GET req/s with the
+# streams / without >= 0.90.
+
+EVENT_ROWS=()
+
+bench_events() {
+    local n=1000 labels=("GET names/bench, no streams" "GET names/bench, 1000 streams")
+    local out="$TMP/events.out" rps0="" rps1="" ml i st l
+    local rlabel="RSS $n idle event streams" glabel="GET rate with/without $n streams"
+    local flabel="event fan-out to $n streams" why=""
+    if ! build_msgload; then
+        why="msgload.c did not build"
+    elif ! msg_start_rollcall events; then
+        why="rollcall did not start"
+    elif ! python3 "$HERE/prepare.py" --port "$RC_PORT" >/dev/null; then
+        problem "setup requests for the event figures got wrong answers (see PROBLEM lines above)"
+        stop_rollcall
+        why="setup failed"
+    fi
+    if [ -n "$why" ]; then
+        for l in "${labels[@]}"; do W_RPS=""; add_row "$l"; done
+        for l in "$glabel" "$rlabel" "$flabel"; do EVENT_ROWS+=("$l: NOT MEASURED ($why)"); done
+        return
+    fi
+    local base="http://127.0.0.1:$RC_PORT"
+    wrk_figure "${labels[0]}" "$base/v1/names/bench" "" "" "baseline for the streams"
+    rps0=$W_RPS
+    if ! kill -0 "$RC_PID" 2>/dev/null; then
+        W_RPS=""; add_row "${labels[1]}"
+        for l in "$glabel" "$rlabel" "$flabel"; do EVENT_ROWS+=("$l: NOT MEASURED (rollcall died)"); done
+        return
+    fi
+    echo
+    echo "=== event streams: ${WRK_CPU[*]:+${WRK_CPU[*]} }msgload --mode streams --streams $n (held while wrk runs)"
+    "${WRK_CPU[@]}" "$MSGLOAD" --port "$RC_PORT" --pid "$RC_PID" --mode streams --streams "$n" \
+        --hold $((SECS * 2 + 60)) --timeout $((SECS * 3 + 120)) >"$out" 2>&1 </dev/null &
+    ml=$!
+    PIDS+=("$ml")
+    for i in $(seq 600); do  # READY within 60 s
+        grep -q '^msgload: READY' "$out" && break
+        kill -0 "$ml" 2>/dev/null || break
+        sleep 0.1
+    done
+    if grep -q '^msgload: READY' "$out" && kill -0 "$ml" 2>/dev/null; then
+        sed 's/^/  /' "$out"
+        wrk_figure "${labels[1]}" "$base/v1/names/bench" "" "" "while $n streams are open"
+        rps1=$W_RPS
+        kill -USR1 "$ml" 2>/dev/null
+    else
+        W_RPS=""; add_row "${labels[1]}"
+    fi
+    for i in $(seq 300); do kill -0 "$ml" 2>/dev/null || break; sleep 0.1; done
+    stop_pid "$ml"; forget_pid "$ml"
+    echo
+    echo "=== event streams: the rest of msgload's output"
+    sed -n '/^msgload: READY/,$p' "$out" | sed '1d; s/^/  /'
+    grep -q '^msgload: READY' "$out" || sed 's/^/  /' "$out"
+    rollcall_alive "the event stream figures" || true
+    stop_rollcall
+
+    if [ "$(msg_field "$out" measured)" != 1 ]; then
+        problem "event streams: msgload could not measure: $(sed -n 's/^msgload: FATAL: //p' "$out" | head -1)"
+        for l in "$glabel" "$rlabel" "$flabel"; do EVENT_ROWS+=("$l: NOT MEASURED (msgload failed)"); done
+        return
+    fi
+    st=ok
+    if [ "$(msg_field "$out" clean)" != 1 ]; then
+        st=invalid
+        problem "event streams: $(msg_field "$out" ready) of $n opened right, $(msg_field "$out" alive) still open at the end, $(msg_field "$out" reached) reached by the change, $(msg_field "$out" unexpected_events) unexpected events, $(msg_field "$out" stream_errors) stream errors (see msgload's ERROR lines above)"
+    fi
+    if [ -n "$rps0" ] && [ -n "$rps1" ]; then
+        EVENT_ROWS+=("$(awk -v l="$glabel" -v a="$rps1" -v b="$rps0" -v st="$st" 'BEGIN {
+            r = a / b;
+            printf "%s: %.2f (%.0f req/s with the streams open and idle, %.0f without; same rollcall, same wrk settings)  target >=0.90 %s",
+                l, r, a, b, (st != "ok" ? "INVALID" : (r >= 0.9 ? "PASS" : "BELOW")) }')")
+    else
+        EVENT_ROWS+=("$glabel: NOT MEASURED (a wrk run failed)")
+    fi
+    EVENT_ROWS+=("$(awk -v l="$rlabel" -v st="$st" -v d="$(msg_field "$out" delta_kb)" \
+        -v per="$(msg_field "$out" per_stream_bytes)" -v b="$(msg_field "$out" rss_before_kb)" \
+        -v a="$(msg_field "$out" rss_open_kb)" -v so="$(msg_field "$out" streams_open_stat)" 'BEGIN {
+        printf "%s: +%.1f MB (%.0f bytes per stream; VmRSS %.1f -> %.1f MB; /v1/stats streams_open %d)  target <10 MB %s",
+            l, d / 1024, per, b / 1024, a / 1024, so, (st != "ok" ? "INVALID" : (d / 1024 < 10 ? "PASS" : "BELOW")) }')")
+    EVENT_ROWS+=("$(awk -v l="$flabel" -v n="$n" -v r="$(msg_field "$out" reached)" \
+        -v p50="$(msg_field "$out" fanout_p50_ms)" -v mx="$(msg_field "$out" fanout_max_ms)" \
+        -v u="$(msg_field "$out" unexpected_events)" 'BEGIN {
+        printf "%s: one change (POST /v1/sessions) reached %d of %d streams, p50 %.2f ms, last %.2f ms after the request; %d other events  target all %d %s",
+            l, r, n, p50, mx, u, n, (r == n && u == 0 ? "PASS" : "FAIL") }')")
+}
+
+# --------------------------------------------------------------- calls ---
+# Calls: request and reply, measured by msgload --mode calls, each figure on
+# a fresh rollcall (as the messages figures, msgload on CPU 1). 16 responder
+# sessions join the group bench-calls; each long-polls its mailbox (wait=30,
+# max=1000) and replies at once to each message, POST /v1/replies/{reply_to}
+# {"body": <the message's body>}, over a reply connection of its own. 1,000
+# caller connections POST /v1/call {"to":{"group":"bench-calls","pick":
+# "round_robin"},"body":{"c":<caller>,"k":<n>},"timeout_ms":5000}, each with
+# one call at a time, and check that each answer is 200 with their own body
+# and a "from". After each run the calls in flight finish, and GET /v1/stats
+# must show calls.pending 0 (and nothing timed out or gone).
+#   1. calls/s: closed loop (a caller calls again as soon as it is answered),
+#      counted over BENCH_SECONDS s after 1 s of warm-up; target >= 10,000/s.
+#      Its round trip is printed but has no target: with 1,000 callers always
+#      waiting, the mean round trip is 1,000 / (calls/s) (Little's law: 100 ms
+#      at 10,000/s), whatever the server does.
+#   2. round trip: open loop, 10,000 calls/s (the throughput target) for 5 s
+#      spread over the same 1,000 caller connections (a call goes to a caller
+#      with none in flight); the round trip counts from when the call is
+#      written; target p99 < 5 ms, with the rate held (the calls made on
+#      schedule, 2% slack).
+
+CALL_ROWS=()
+CALL_RATE=10000
+
+bench_calls() {
+    local label="calls 1000 callers -> 16 responders" out="$TMP/calls.out"
+    local llabel="call round trip 1000 callers @${CALL_RATE}/s" lout="$TMP/calls-latency.out" st
+    if ! build_msgload; then
+        CALL_ROWS+=("$label: NOT MEASURED (msgload.c did not build)" "$llabel: NOT MEASURED (msgload.c did not build)")
+        return
+    fi
+    msg_run "$label (closed loop)" "$out" --mode calls --callers 1000 --responders 16 \
+        --seconds "$SECS" --warmup 1
+    st=$?
+    if [ $st = 1 ]; then
+        CALL_ROWS+=("$label: NOT MEASURED ($MSG_WHY)")
+    else
+        CALL_ROWS+=("$(awk -v l="$label" -v st="$st" -v r="$(msg_field "$out" rate)" \
+            -v p50="$(msg_field "$out" p50_ms)" -v p99="$(msg_field "$out" p99_ms)" \
+            -v pend="$(msg_field "$out" pending)" -v ans="$(msg_field "$out" stat_answered)" \
+            -v to="$(msg_field "$out" timed_out)" -v e="$(msg_field "$out" errors)" \
+            -v sc="$(msg_field "$out" cpu_server)" -v w="$(msg_field "$out" server_cpu_wait_ms)" -v secs="$SECS" \
+            -v us="$(msg_field "$out" server_us_per_call)" 'BEGIN {
+            printf "%s: %.0f calls/s (closed loop, %ss; round trip p50 %.1f ms, p99 %.1f ms = 1000 callers / rate; rollcall CPU %d%%, %.1f us per call, waited %d ms for a CPU); /v1/stats after: pending %d, answered %d, timed_out %d; %d failed  target >=10000/s %s, pending 0 %s",
+                l, r, secs, p50, p99, sc, us, w, pend, ans, to, e,
+                (st != 0 ? "INVALID" : (r + 0 >= 10000 ? "PASS" : "BELOW")), (pend == 0 ? "PASS" : "FAIL") }')")
+    fi
+    msg_run "$llabel (open loop)" "$lout" --mode calls --callers 1000 --responders 16 \
+        --rate "$CALL_RATE" --seconds 5
+    st=$?
+    if [ $st = 1 ]; then
+        CALL_ROWS+=("$llabel: NOT MEASURED ($MSG_WHY)")
+    else
+        CALL_ROWS+=("$(awk -v l="$llabel" -v st="$st" -v r="$(msg_field "$lout" rate)" \
+            -v ss="$(msg_field "$lout" send_s)" -v p50="$(msg_field "$lout" p50_ms)" \
+            -v p99="$(msg_field "$lout" p99_ms)" -v mx="$(msg_field "$lout" max_ms)" \
+            -v pend="$(msg_field "$lout" pending)" -v n="$(msg_field "$lout" answered)" \
+            -v made="$(msg_field "$lout" made)" -v sch="$(msg_field "$lout" scheduled)" \
+            -v w="$(msg_field "$lout" server_cpu_wait_ms)" -v sc="$(msg_field "$lout" cpu_server)" 'BEGIN {
+            held = (made + 0 == sch + 0 && ss + 0 <= 5 * 1.02);
+            printf "%s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (open loop: %d of %d calls made in %.2f s, %d answered, %.0f/s, rate %s; pending after %d; rollcall CPU %d%%, waited %d ms for a CPU)  target p99 <5 ms %s",
+                l, p50, p99, mx, made, sch, ss, n, r, (held ? "held" : "NOT held"), pend, sc, w,
+                (st != 0 ? "INVALID" : (!held ? "BELOW (rate not held)" : (p99 + 0 < 5 ? "PASS" : "BELOW"))) }')")
+    fi
 }
 
 # ----------------------------------------------------------------- main ---
@@ -642,6 +830,8 @@ bench_groups
 bench_memory
 bench_memory_groups
 bench_messages
+bench_events
+bench_calls
 
 echo
 echo "=== results ($WRK_DESC; ratio = req/s / nginx req/s)"
@@ -650,6 +840,8 @@ for row in "${ROWS[@]}"; do echo "$row" | sed 's/ *$//'; done
 echo "$MEM_ROW  (target applies to VmRSS after loading)"
 echo "$GMEM_ROW"
 for row in "${MSG_ROWS[@]}"; do echo "$row"; done
+for row in "${EVENT_ROWS[@]}"; do echo "$row"; done
+for row in "${CALL_ROWS[@]}"; do echo "$row"; done
 if [ ${#PROBLEMS[@]} -gt 0 ]; then
     echo
     echo "problems:"
