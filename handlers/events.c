@@ -86,11 +86,11 @@ static bool start_index(struct http_request *req, struct http_reply *rep, uint64
 
 struct ev_stream {
 	uint64_t cursor; /* the last index written or passed over */
-	char prefix[STORE_KEY_MAX + 1];
 	size_t plen;
 	struct jw out;   /* formatted and not yet sent: out.buf[off..out.len) */
 	size_t off;
 	bool ended;
+	char prefix[]; /* plen bytes + NUL */
 };
 
 /* "id: N\nevent: T\ndata: " ... "\n\n" around one data line (JSON has no raw newline). */
@@ -176,12 +176,13 @@ static const struct http_stream events_stream = { stream_read, stream_free };
 static void start_stream(struct http_request *req, struct http_reply *rep, uint64_t after,
 			 const char *prefix, size_t plen)
 {
-	struct ev_stream *es = calloc(1, sizeof(*es));
+	struct ev_stream *es = calloc(1, sizeof(*es) + plen + 1);
 
 	if (!es) {
 		reply_store_error(rep, STORE_E_NOMEM);
 		return;
 	}
+	es->out.small = true;
 	jw_lit(&es->out, "retry: 1000\n\n"); /* the client reconnects a second after a drop */
 	if (es->out.oom) {
 		free(es);

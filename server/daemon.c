@@ -35,7 +35,8 @@
 #define BODY_SLACK (1024 * 1024)
 #define EXPIRY_BUDGET 1000 /* expiries and deadlines run per loop turn */
 #define SHUTDOWN_GRACE_MS 1000
-#define STREAM_BLOCK (16 * 1024) /* bytes asked of a streamed answer at a time */
+#define POOL_BYTES (7 * 1024)
+#define STREAM_BLOCK 256 /* bytes asked of a streamed answer at a time (MHD keeps a buffer this big per stream) */
 
 enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ };
 
@@ -681,6 +682,10 @@ int daemon_run(struct app *app)
 				 /* suspended connections (long-polls, idle streams) do not time out */
 				 MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout,
 				 MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+				 /* Each connection's pool: the request head must fit (keys
+				 * and query texts are at most 512 bytes, 1.5 KiB encoded),
+				 * and a stream touches all of it. */
+				 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)POOL_BYTES,
 				 MHD_OPTION_END);
 	if (!l.mhd) {
 		fprintf(stderr, "rollcall: cannot listen on %s:%u\n", cfg->host, cfg->port);

@@ -14,7 +14,9 @@ bool jw_grow(struct jw *w, size_t more)
 		return false;
 	if (w->len + more + 1 <= w->cap)
 		return true;
-	cap = w->cap ? w->cap : 2048;
+	/* A first buffer of 2 KiB unless asked for less (an idle stream keeps
+	 * its buffer, and there may be thousands of those). */
+	cap = w->cap ? w->cap : (more + 1 < 2048 ? (w->small ? 256 : 2048) : 2048);
 	while (cap < w->len + more + 1)
 		cap *= 2;
 	nb = realloc(w->buf, cap);

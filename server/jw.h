@@ -13,7 +13,8 @@
 struct jw {
 	char *buf;
 	size_t len, cap;
-	bool oom; /* an append failed: the text is incomplete */
+	bool oom;   /* an append failed: the text is incomplete */
+	bool small; /* start with 256 bytes, not 2 KiB (long-lived, mostly idle) */
 };
 
 /* Makes room for more bytes (and a NUL); false when out of memory. */
