@@ -178,6 +178,7 @@ bool need_put(struct http_request *req, struct http_reply *rep, struct put_args 
 
 	memset(&a->body, 0, sizeof(a->body));
 	memset(&a->w, 0, sizeof(a->w));
+	a->minified = NULL;
 	if (!need_key(req, rep, a->key, &a->klen) || !need_caller(req, rep) || !need_body(req, rep, &a->body))
 		return false;
 	v = json_body_member(&a->body, "value");
@@ -185,8 +186,17 @@ bool need_put(struct http_request *req, struct http_reply *rep, struct put_args 
 		reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The value is over --max-value bytes.");
 		return false;
 	}
-	a->value = v ? v->value : "null";
-	a->vlen = v ? v->vlen : 4;
+	a->value = "null";
+	a->vlen = 4;
+	if (v) {
+		a->minified = malloc(v->vlen ? v->vlen : 1);
+		if (!a->minified) {
+			reply_error(rep, ERR_NO_MEMORY, NULL);
+			return false;
+		}
+		a->vlen = json_minify(v->value, v->vlen, a->minified);
+		a->value = a->minified;
+	}
 	/* {"key":<escaped>,"session":"<id>","value":<value>} */
 	return need_room(rep, &a->w, a->klen * 6 + a->vlen + 64 + STORE_ID_LEN);
 }
@@ -194,6 +204,8 @@ bool need_put(struct http_request *req, struct http_reply *rep, struct put_args 
 void put_args_free(struct put_args *a)
 {
 	json_body_free(&a->body);
+	free(a->minified);
+	a->minified = NULL;
 	free(a->w.buf);
 	a->w.buf = NULL;
 }

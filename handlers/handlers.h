@@ -126,8 +126,9 @@ struct put_args {
 	char key[STORE_KEY_MAX + 1];
 	size_t klen;
 	struct json_body body;
-	const char *value;
+	const char *value; /* minified (no white space between tokens) */
 	size_t vlen;
+	char *minified;    /* what value points at, when it came with a body */
 	struct jw w; /* the answer, with room made before the change */
 };
 

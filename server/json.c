@@ -402,3 +402,24 @@ bool json_has_escaped_nul(const char *s, size_t n)
 	}
 	return false;
 }
+
+size_t json_minify(const char *s, size_t n, char *out)
+{
+	size_t i, k = 0;
+	bool in_string = false;
+
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		if (in_string) {
+			out[k++] = c;
+			if (c == '\\' && i + 1 < n)
+				out[k++] = s[++i]; /* the escaped character, a quote included */
+			else if (c == '"')
+				in_string = false;
+		} else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+			out[k++] = c;
+			in_string = c == '"';
+		}
+	}
+	return k;
+}

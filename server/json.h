@@ -45,6 +45,12 @@ const cJSON *json_body_get(const struct json_body *b, const char *name);
 
 void json_body_free(struct json_body *b);
 
+/* Copies the valid JSON text s[0..n) into out (room for n bytes) without
+ * the white space between tokens; returns the new length. A value kept
+ * this way is one line (an event stream's data line stays one line) and
+ * no bigger than it needs to be. */
+size_t json_minify(const char *s, size_t n, char *out);
+
 /* True when the JSON text s[0..n) holds the escape \u0000, which a C string
  * decoded from it would silently end at. */
 bool json_has_escaped_nul(const char *s, size_t n);

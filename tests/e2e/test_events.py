@@ -342,6 +342,25 @@ def test_stream_every_type(ctx):
 
 
 @test
+def test_raw_newlines_in_values_keep_data_one_line(ctx):
+    """JSON allows raw newlines between tokens; a value is kept minified, so
+    its event's data: line stays one line (a raw newline once split it,
+    which a client would read as a broken or forged event)."""
+    srv = ctx.start()
+    c = ctx.client(srv)
+    st = stream(ctx, srv)
+    a = c.session(ttl=60)
+    raw = '{"value": {"a":\n 1,\r\n "b": [2,\n3], "s": "x y"}}'
+    b = expect_json(c.put(path_of("names", "nl"), raw=raw, token=a.token), 201)
+    eq(b["value"], {"a": 1, "b": [2, 3], "s": "x y"}, "value")
+    r = c.get(path_of("names", "nl"))
+    check(b'\n' not in r.body and b'{"a":1,"b":[2,3],"s":"x y"}' in r.body, f"kept minified: {r.body!r}")
+    evs = st.events(2)
+    check_ev(evs[1].data, "name_registered", a.id, key="nl", value={"a": 1, "b": [2, 3], "s": "x y"})
+    st.expect_quiet(0.2)
+
+
+@test
 def test_session_delete_releases_in_one_go(ctx):
     srv = ctx.start()
     c = ctx.client(srv)

@@ -483,6 +483,24 @@ static void test_body_many_members_parse_in_linear_time(void **state)
 	free(doc);
 }
 
+/* Values are kept minified: white space between tokens goes (a raw newline
+ * in a value once split an event stream's data line), strings keep theirs. */
+static void test_json_minify_drops_space_between_tokens_only(void **state)
+{
+	const char *in = "{ \"a b\" :\n [1 ,\r\n 2\t],\"q\\\" x\":\"\\\\ \" }";
+	char out[64];
+	size_t n;
+
+	(void)state;
+	n = json_minify(in, strlen(in), out);
+	out[n] = '\0';
+	assert_string_equal(out, "{\"a b\":[1,2],\"q\\\" x\":\"\\\\ \"}");
+	assert_null(memchr(out, '\n', n));
+	n = json_minify(" 12 ", 4, out);
+	assert_int_equal(n, 2);
+	assert_memory_equal(out, "12", 2);
+}
+
 /* --- uri_decode --- */
 
 static void test_uri_decode_escapes(void **state)
@@ -773,6 +791,7 @@ int main(void)
 		cmocka_unit_test(test_body_free_is_safe_twice),
 		cmocka_unit_test(test_body_escaped_duplicate_member_rejected),
 		cmocka_unit_test(test_body_many_members_parse_in_linear_time),
+		cmocka_unit_test(test_json_minify_drops_space_between_tokens_only),
 		cmocka_unit_test(test_uri_decode_escapes),
 		cmocka_unit_test(test_uri_decode_rejects_bad_escapes),
 		cmocka_unit_test(test_uri_decode_plus_is_space_only_when_asked),
