@@ -34,18 +34,6 @@ static void unlink_call(struct store *st, struct store_call *c)
 	c->receiver = NULL;
 }
 
-static void hex(const unsigned char *b, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = hx[b[i] >> 4];
-		out[2 * i + 1] = hx[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 enum store_rc store_call_start(struct store *st, struct store_session *receiver, const char *from,
 			       const char *to, size_t tolen, const char *body, size_t blen,
 			       uint64_t deadline, struct store_waiter *w, struct store_call **out)
@@ -59,7 +47,7 @@ enum store_rc store_call_start(struct store *st, struct store_session *receiver,
 		return STORE_E_NOMEM;
 	do { /* 128 random bits; a clash is all but impossible, and cheap to rule out */
 		st->cfg.random(st->cfg.random_ctx, raw, sizeof(raw));
-		hex(raw, sizeof(raw), c->id);
+		store_hex(raw, sizeof(raw), c->id);
 	} while (hmap_get(&st->calls, c->id, STORE_CALL_ID_LEN));
 	memcpy(c->from, receiver->id, STORE_ID_LEN + 1);
 	p = store_payload_new(from, to, tolen, body, blen);

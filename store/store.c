@@ -17,7 +17,7 @@ static uint64_t rand64(struct store *st)
 	return v;
 }
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
+void store_hex(const unsigned char *b, size_t n, char *out)
 {
 	static const char hx[] = "0123456789abcdef";
 	size_t i;
@@ -167,11 +167,11 @@ enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 	}
 	do { /* 64 and 128 random bits: a collision is astronomically rare, but cheap to rule out */
 		st->cfg.random(st->cfg.random_ctx, raw, 8);
-		to_hex(raw, 8, s->id);
+		store_hex(raw, 8, s->id);
 	} while (hmap_get(&st->sessions_by_id, s->id, STORE_ID_LEN));
 	do {
 		st->cfg.random(st->cfg.random_ctx, raw, 16);
-		to_hex(raw, 16, s->token);
+		store_hex(raw, 16, s->token);
 	} while (hmap_get(&st->sessions_by_token, s->token, STORE_TOKEN_LEN));
 	s->ttl = ttl;
 	s->lease.kind = TK_LEASE;
