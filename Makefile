@@ -21,7 +21,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
 
-.PHONY: all run test unit e2e asan bench soak deps clean
+.PHONY: all run test unit e2e asan bench soak fuzz deps clean
 
 all: $(BUILD)/rollcall
 
@@ -74,6 +74,37 @@ asan: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	sh tests/bench/run.sh $(BUILD)/rollcall
+
+# libFuzzer over the router and the handlers (tests/fuzz/README): every
+# object built again by clang with the fuzzer and the sanitizers into
+# build/fuzz/obj; runs FUZZ_SECONDS on a copy of tests/fuzz/corpus and fails
+# when it finds a crash (the input lands in build/fuzz/artifacts/).
+FUZZ_DIR     := build/fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS  := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1 \
+	-fno-omit-frame-pointer -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o) $(FUZZ_DIR)/obj/ui_assets.o
+
+$(FUZZ_DIR)/obj/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_DIR)/obj/ui_assets.o: $(BUILD)/gen/ui_assets.c handlers/ui_assets.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Ihandlers -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_router: tests/fuzz/fuzz_router.c $(FUZZ_OBJ) $(wildcard */*.h)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz: deps
+	@sh scripts/install-deps.sh clang libclang-rt-14-dev
+	@$(MAKE) --no-print-directory $(FUZZ_DIR)/fuzz_router
+	rm -rf $(FUZZ_DIR)/corpus && mkdir -p $(FUZZ_DIR)/artifacts
+	cp -R tests/fuzz/corpus $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/fuzz_router -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+		-dict=tests/fuzz/rollcall.dict -artifact_prefix=$(FUZZ_DIR)/artifacts/ $(FUZZ_DIR)/corpus
 
 # A bounded soak: SOAK_SECONDS (default 60) of hundreds of sessions at once,
 # then checks of the registry, messages, stats, memory and shutdown.
