@@ -8,9 +8,10 @@ MEMBERS members and every session is in GROUPS * MEMBERS / SESSIONS groups
 (default: 1,000 sessions, each in 100 groups; 1,000 groups of 100 members;
 100,000 memberships). Each membership's value is {"s": <session index>}.
 
-Requests are pipelined over a few keep-alive connections, as load_sessions.py
-does, and every answer's status is checked (201 for each session and each
-join). Then it checks that the registry really holds what was loaded, by GET:
+Requests are pipelined over a few keep-alive connections (pipeline.py, as
+for load_sessions.py), and every answer's status is checked (201 for each
+session and each join). Then it checks that the registry really holds what
+was loaded, by GET:
   - GET /v1/groups?prefix=PREFIX, every page: exactly the GROUPS groups
     loaded, each with "members": MEMBERS;
   - GET /v1/groups/<g> for a sample of groups: exactly MEMBERS members, the
@@ -26,7 +27,6 @@ Usage: load_groups.py --port PORT [--host 127.0.0.1] [--sessions 1000]
                       [--prefix memg-] [--conns 4] [--depth 256]
 """
 
-import argparse
 import json
 import os
 import random
@@ -35,13 +35,9 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load_sessions import (HTTPError, request_bytes, run_pipelined,  # noqa: E402
-                           simple_request)
-
-
-def fail(msg):
-    print("load_groups: FAILED: %s" % msg, file=sys.stderr)
-    sys.exit(1)
+from pipeline import (check_stats, create_sessions, fail,  # noqa: E402
+                      loader_args, request_bytes, run_main, run_pipelined,
+                      simple_request)
 
 
 def get_json(host, port, path, want=200):
@@ -55,18 +51,10 @@ def get_json(host, port, path, want=200):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
+    ap = loader_args("memg-")
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--groups", type=int, default=1000)
     ap.add_argument("--members", type=int, default=100)
-    ap.add_argument("--ttl", type=int, default=3600)
-    ap.add_argument("--prefix", default="memg-")
-    ap.add_argument("--conns", type=int, default=4)
-    ap.add_argument("--depth", type=int, default=256)
-    ap.add_argument("--timeout", type=float, default=120.0,
-                    help="seconds allowed for each phase")
     args = ap.parse_args()
     host, port = args.host, args.port
     ns, ng, m = args.sessions, args.groups, args.members
@@ -82,40 +70,14 @@ def main():
     def gname(g):
         return "%s%d" % (args.prefix, g)
 
-    ids = [None] * ns
-    tokens = [None] * ns
-    bad = []
-
     # Phase 1: sessions.
-    create = request_bytes("POST", "/v1/sessions", host,
-                           json.dumps({"ttl": args.ttl}))
-
-    def on_session(i, status, headers, body):
-        if status != 201:
-            if len(bad) < 5:
-                bad.append("POST /v1/sessions #%d: %d %s"
-                           % (i, status, body[:200]))
-            return
-        obj = json.loads(body)
-        ids[i] = obj["id"]
-        tokens[i] = obj["token"]
-
-    t0 = time.monotonic()
-    run_pipelined(host, port, ((create, i) for i in range(ns)),
-                  args.conns, args.depth, on_session, args.timeout)
-    t1 = time.monotonic()
-    missing = sum(1 for x in ids if x is None)
-    if missing:
-        fail("%d of %d sessions not created; first errors: %s"
-             % (missing, ns, bad))
-    if len(set(ids)) != ns or len(set(tokens)) != ns:
-        fail("session ids or tokens are not unique")
-    print("load_groups: %d sessions created in %.2f s (%.0f req/s)"
-          % (ns, t1 - t0, ns / max(t1 - t0, 1e-9)), file=sys.stderr)
+    ids, tokens = create_sessions(host, port, ns, args.ttl, args.conns,
+                                  args.depth, args.timeout)
 
     # Phase 2: every session joins the groups of its block.
     njoins = ns * gpb
     joined = [0]
+    bad = []
 
     def join_jobs():
         for i in range(ns):
@@ -211,22 +173,7 @@ def main():
                  % (path, gpb, gpb, i // m, obj.get("groups"),
                     len(held) if isinstance(held, list) else held))
 
-    stats_note = ""
-    status, _, body = simple_request(host, port, "GET", "/v1/stats")
-    if status == 200:
-        try:
-            stats = json.loads(body)
-        except ValueError:
-            fail("GET /v1/stats: 200 but not JSON: %r" % body[:200])
-        # Field names are not fixed by the contract; check what is there.
-        for field, least in (("sessions", ns), ("groups", ng)):
-            v = stats.get(field)
-            if isinstance(v, dict):
-                v = v.get("count", v.get("total"))
-            if isinstance(v, int) and v < least:
-                fail("GET /v1/stats: %s=%d, expected at least %d"
-                     % (field, v, least))
-        stats_note = "; /v1/stats: %s" % body[:200].decode("utf-8", "replace")
+    stats_note = check_stats(host, port, (("sessions", ns), ("groups", ng)))
     print("load_groups: verified by GET: the listing (%d groups, each %d "
           "members, %d pages), the members of %d groups, the groups of %d "
           "sessions%s" % (ng, m, pages, len(gsample), len(ssample),
@@ -235,7 +182,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (HTTPError, OSError, ValueError, KeyError) as e:
-        fail("%s: %s" % (type(e).__name__, e))
+    run_main(main)

@@ -135,10 +135,11 @@ static struct {
 	.call_timeout_ms = 5000,
 };
 
+static const char *const mode_names[] = { "latency", "maxrate", "memory", "streams", "calls" }; /* enum mode */
+
 static const char *mode_name(void)
 {
-	static const char *const names[] = { "latency", "maxrate", "memory", "streams", "calls" };
-	return names[opt.mode];
+	return mode_names[opt.mode];
 }
 
 /* ------------------------------------------------------------- helpers --- */
@@ -184,6 +185,9 @@ static void *xrealloc(void *p, size_t n)
 		fatal("out of memory");
 	return p;
 }
+
+/* "%.*s" arguments: at most the first 200 bytes of a body, for messages */
+#define CLIP(len, b) (int)((len) > 200 ? 200 : (len)), (b)
 
 /* errors worth showing, the first few of each kind */
 static int errors_total;
@@ -296,6 +300,8 @@ static int server_sockets(long *established, long *unread)
 /* ---------------------------------------------------------- connections --- */
 
 enum kind { K_SETUP, K_SENDER, K_WAITER, K_STREAM, K_CALLER, K_REPLIER, K_ONEOFF };
+
+static const char *const kind_name[] = { "setup", "sender", "waiter", "event stream", "caller", "replier", "one-off" };
 
 struct conn {
 	int fd;
@@ -453,9 +459,7 @@ static void conn_request(struct conn *c, uint64_t tag, const char *fmt, ...)
 static void conn_failed(struct conn *c, const char *what)
 {
 	conn_failures++;
-	static const char *const kinds[] = { "setup", "sender", "waiter", "event stream", "caller", "replier",
-					     "one-off" };
-	note_error("%s connection %d %s (%s; %zu requests unanswered)", kinds[c->kind], c->id, what,
+	note_error("%s connection %d %s (%s; %zu requests unanswered)", kind_name[c->kind], c->id, what,
 		   errno ? strerror(errno) : "closed", c->tcount);
 	if (c->kind == K_WAITER)
 		W[c->id].polling = false;
@@ -616,11 +620,21 @@ static uint64_t *lat; /* ns, one per message received, in arrival order */
 static uint64_t nlat, latcap;
 static uint64_t win_start, win_end; /* measurement window for maxrate */
 static uint64_t win_received, win_acked;
+static uint64_t win_nlat0; /* latencies recorded before the window opened */
 static bool sending_stopped;
 static bool expect_answers = true; /* memory mode: false while RSS is measured */
 static uint64_t setup_done, setup_errors;
 static double rq_server_ms = -1, rq_client_ms = -1; /* ms runnable but not running */
 static bool poll_on_connect = true; /* memory mode opens them idle first */
+
+static void lat_add(uint64_t ns)
+{
+	if (nlat == latcap) {
+		latcap = latcap ? latcap * 2 : 65536;
+		lat = xrealloc(lat, latcap * sizeof(*lat));
+	}
+	lat[nlat++] = ns;
+}
 
 static void mstate_grow(uint64_t n)
 {
@@ -658,17 +672,44 @@ static void send_message(struct conn *c, uint64_t n)
 	issued++;
 }
 
-static void on_responder_answer(struct waiter *w, int status, const char *body, size_t blen);
-
-static void on_waiter_answer(struct waiter *w, int status, const char *body, size_t blen, uint64_t t)
+/* The messages of a waiter's answered poll: counted, and their latency. */
+static void take_messages(struct waiter *w, const char *body, size_t blen, uint64_t t)
 {
 	const char *p = body, *end = body + blen;
-	uint64_t seq, ts, n, got = 0;
+	uint64_t seq, ts, n;
 
-	if (opt.mode == M_CALLS) {
-		on_responder_answer(w, status, body, blen);
-		return;
+	while (json_uint(&p, end, "\"seq\"", &seq)) {
+		if (!json_uint(&p, end, "\"t\"", &ts) || !json_uint(&p, end, "\"n\"", &n)) {
+			note_error("message without t or n in: %.*s", CLIP(blen, body));
+			poll_errors++;
+			break;
+		}
+		if (seq > w->after)
+			w->after = seq;
+		if (n >= mcap || !(mstate[n] & MS_WRITTEN)) {
+			unknown_msgs++;
+			continue;
+		}
+		if (mstate[n] & MS_RECEIVED) {
+			duplicates++;
+			continue;
+		}
+		mstate[n] |= MS_RECEIVED;
+		received++;
+		if (t >= win_start && t < win_end)
+			win_received++;
+		lat_add(t > ts ? t - ts : 0);
 	}
+}
+
+static void take_calls(struct waiter *w, const char *body, size_t blen);
+
+/* A waiter's long-poll answered (in calls mode, a responder's): its messages
+ * taken, and the mailbox polled again. */
+static void on_waiter_answer(struct waiter *w, int status, const char *body, size_t blen, uint64_t t)
+{
+	bool calls = opt.mode == M_CALLS;
+
 	w->polling = false;
 	w->answers++;
 	poll_answers++;
@@ -676,39 +717,14 @@ static void on_waiter_answer(struct waiter *w, int status, const char *body, siz
 		early_answers++;
 	if (status != 200) {
 		poll_errors++;
-		note_error("poll of session %s answered %d: %.*s (this waiter stops)", w->id, status,
-			   (int)(blen > 200 ? 200 : blen), body);
+		note_error("poll of %s %s answered %d: %.*s (this %s stops)", calls ? "responder" : "session", w->id,
+			   status, CLIP(blen, body), calls ? "responder" : "waiter");
 		return; /* no hot loop of errors: its messages will count as lost */
-	} else {
-		while (json_uint(&p, end, "\"seq\"", &seq)) {
-			if (!json_uint(&p, end, "\"t\"", &ts) || !json_uint(&p, end, "\"n\"", &n)) {
-				note_error("message without t or n in: %.*s", (int)(blen > 200 ? 200 : blen), body);
-				poll_errors++;
-				break;
-			}
-			got++;
-			if (seq > w->after)
-				w->after = seq;
-			if (n >= mcap || !(mstate[n] & MS_WRITTEN)) {
-				unknown_msgs++;
-				continue;
-			}
-			if (mstate[n] & MS_RECEIVED) {
-				duplicates++;
-				continue;
-			}
-			mstate[n] |= MS_RECEIVED;
-			received++;
-			if (t >= win_start && t < win_end)
-				win_received++;
-			if (nlat == latcap) {
-				latcap = latcap ? latcap * 2 : 65536;
-				lat = xrealloc(lat, latcap * sizeof(*lat));
-			}
-			lat[nlat++] = t > ts ? t - ts : 0;
-		}
-		(void)got;
 	}
+	if (calls)
+		take_calls(w, body, blen);
+	else
+		take_messages(w, body, blen, t);
 	if (w->c->open)
 		poll_now(w);
 }
@@ -726,8 +742,7 @@ static void on_send_answer(uint64_t n, int status, const char *body, size_t blen
 			win_acked++;
 	} else {
 		send_errors++;
-		note_error("send of message %" PRIu64 " answered %d: %.*s", n, status, (int)(blen > 200 ? 200 : blen),
-			   body);
+		note_error("send of message %" PRIu64 " answered %d: %.*s", n, status, CLIP(blen, body));
 	}
 }
 
@@ -745,17 +760,17 @@ static void on_setup_answer(uint64_t tag, int status, const char *body, size_t b
 		    !json_str(body, blen, "token", w->token, sizeof(w->token)) || strlen(w->id) != 16 ||
 		    strlen(w->token) != 32) {
 			setup_errors++;
-			note_error("POST /v1/sessions answered %d: %.*s", status, (int)(blen > 200 ? 200 : blen), body);
+			note_error("POST /v1/sessions answered %d: %.*s", status, CLIP(blen, body));
 			return;
 		}
 	} else if (status != 201) {
 		setup_errors++;
 		if (opt.mode == M_CALLS)
 			note_error("PUT /v1/groups/%s (session %" PRIu64 ") answered %d: %.*s", opt.group, i, status,
-				   (int)(blen > 200 ? 200 : blen), body);
+				   CLIP(blen, body));
 		else
 			note_error("PUT /v1/names/%s%" PRIu64 " answered %d: %.*s", opt.prefix, i, status,
-				   (int)(blen > 200 ? 200 : blen), body);
+				   CLIP(blen, body));
 		return;
 	}
 	setup_done++;
@@ -937,7 +952,7 @@ static void stream_consume(struct conn *c, uint64_t t)
 		}
 		hlen = (size_t)(hend - c->in);
 		if (hlen < 12 || memcmp(c->in, "HTTP/1.", 7) || atoi(c->in + 9) != 200) {
-			note_error("event stream %d answered: %.*s", c->id, (int)(hlen > 200 ? 200 : hlen), c->in);
+			note_error("event stream %d answered: %.*s", c->id, CLIP(hlen, c->in));
 			stream_fail(c, "was not answered 200");
 			return;
 		}
@@ -1067,7 +1082,7 @@ static void on_caller_answer(struct conn *c, int status, const char *body, size_
 	if (status != 200) {
 		call_errors++;
 		note_error("call %d/%" PRIu64 " answered %d: %.*s (this caller stops)", c->id, cl->k, status,
-			   (int)(blen > 200 ? 200 : blen), body);
+			   CLIP(blen, body));
 		cl->stopped = true;
 		return;
 	}
@@ -1075,16 +1090,12 @@ static void on_caller_answer(struct conn *c, int status, const char *body, size_
 	    k != cl->k || !memmem(body, blen, "\"from\"", 6)) {
 		call_mismatches++;
 		note_error("call %d/%" PRIu64 " got an answer that is not its own request echoed: %.*s", c->id, cl->k,
-			   (int)(blen > 200 ? 200 : blen), body);
+			   CLIP(blen, body));
 	} else {
 		calls_answered++;
 		if (t >= win_start && t < win_end) {
 			calls_in_window++;
-			if (nlat == latcap) {
-				latcap = latcap ? latcap * 2 : 65536;
-				lat = xrealloc(lat, latcap * sizeof(*lat));
-			}
-			lat[nlat++] = t - cl->t_sent;
+			lat_add(t - cl->t_sent);
 		}
 	}
 	cl->k++;
@@ -1133,22 +1144,13 @@ static const char *json_value_end(const char *s, const char *end)
 
 /* A responder's mailbox answered: every message is a call; its body goes
  * back at once as the reply (pipelined on the responder's reply
- * connection), and the mailbox is polled again. */
-static void on_responder_answer(struct waiter *w, int status, const char *body, size_t blen)
+ * connection). */
+static void take_calls(struct waiter *w, const char *body, size_t blen)
 {
 	const char *p = body, *end = body + blen;
 	int i = (int)(w - W);
 	uint64_t seq;
 
-	w->polling = false;
-	w->answers++;
-	poll_answers++;
-	if (status != 200) {
-		poll_errors++;
-		note_error("poll of responder %s answered %d: %.*s (this responder stops)", w->id, status,
-			   (int)(blen > 200 ? 200 : blen), body);
-		return;
-	}
 	while (json_uint(&p, end, "\"seq\"", &seq)) {
 		const char *k = memmem(p, (size_t)(end - p), "\"body\"", 6), *v0, *v1;
 		char id[40];
@@ -1166,7 +1168,7 @@ static void on_responder_answer(struct waiter *w, int status, const char *body, 
 		if (!v1 || !json_str(v1, (size_t)(end - v1), "reply_to", id, sizeof(id)) || strlen(id) != 32) {
 			call_msg_errors++;
 			note_error("responder %s: a message without a body or a 32-hex reply_to: %.*s", w->id,
-				   (int)(blen > 200 ? 200 : blen), body);
+				   CLIP(blen, body));
 			break;
 		}
 		p = v1;
@@ -1178,8 +1180,6 @@ static void on_responder_answer(struct waiter *w, int status, const char *body, 
 			     id, w->token, (int)(v1 - v0) + 9, (int)(v1 - v0), v0);
 		replies_sent++;
 	}
-	if (w->c->open)
-		poll_now(w);
 }
 
 static void on_replier_answer(uint64_t tag, int status, const char *body, size_t blen)
@@ -1190,7 +1190,7 @@ static void on_replier_answer(uint64_t tag, int status, const char *body, size_t
 		return;
 	}
 	reply_errors++;
-	note_error("POST /v1/replies answered %d: %.*s", status, (int)(blen > 200 ? 200 : blen), body);
+	note_error("POST /v1/replies answered %d: %.*s", status, CLIP(blen, body));
 }
 
 static void conn_readable(struct conn *c)
@@ -1380,37 +1380,47 @@ static void setup(void)
 	fflush(stdout);
 }
 
-/* Opens every waiter's connection, at most 256 connecting at a time; each
- * sends its first poll as soon as it is connected. */
-static void open_waiters(void)
+/* Opens n connections of a kind, at most 256 connecting at a time; first(i, c)
+ * keeps connection i and queues its first request, if any. */
+static void open_conns(enum kind kind, int n, void (*first)(int i, struct conn *c))
 {
 	int i = 0;
 
-	while (i < opt.waiters || connecting_now) {
-		while (i < opt.waiters && connecting_now < 256) {
-			W[i].c = conn_new(K_WAITER, i);
-			if (W[i].c->open && poll_on_connect)
-				poll_now(&W[i]);
+	while (i < n || connecting_now) {
+		while (i < n && connecting_now < 256) {
+			first(i, conn_new(kind, i));
 			i++;
 		}
 		loop_once(10);
 		if (conn_failures)
-			fatal("%ld waiter connections failed", conn_failures);
+			fatal("%ld connections failed while opening the %s connections", conn_failures, kind_name[kind]);
 	}
+}
+
+/* A waiter sends its first poll as soon as it is connected (when
+ * poll_on_connect). */
+static void waiter_first(int i, struct conn *c)
+{
+	W[i].c = c;
+	if (c->open && poll_on_connect)
+		poll_now(&W[i]);
+}
+
+static void open_waiters(void)
+{
+	open_conns(K_WAITER, opt.waiters, waiter_first);
+}
+
+static void sender_first(int i, struct conn *c)
+{
+	send_c[i] = c;
 }
 
 static void open_senders(void)
 {
-	int i;
-
 	nsend_c = opt.senders;
 	send_c = xrealloc(NULL, (size_t)nsend_c * sizeof(*send_c));
-	for (i = 0; i < nsend_c; i++)
-		send_c[i] = conn_new(K_SENDER, i);
-	while (connecting_now)
-		loop_once(10);
-	if (conn_failures)
-		fatal("sender connections failed");
+	open_conns(K_SENDER, nsend_c, sender_first);
 }
 
 static bool all_flushed(void)
@@ -1477,6 +1487,18 @@ static double pct_ms(double p)
 	return (double)lat[i] / 1e6;
 }
 
+/* Percentiles of the latencies (sorted here), in ms; -1 when there are none. */
+struct pcts {
+	double p50, p90, p99, p999, max;
+};
+
+static struct pcts lat_pcts(void)
+{
+	qsort(lat, nlat, sizeof(*lat), cmp_u64);
+	return (struct pcts){ pct_ms(50), pct_ms(90), pct_ms(99), pct_ms(99.9),
+			      nlat ? (double)lat[nlat - 1] / 1e6 : -1 };
+}
+
 static double client_cpu_s(void)
 {
 	struct rusage ru;
@@ -1503,15 +1525,16 @@ static struct conn *free_sender(void)
 	return best;
 }
 
-static size_t senders_in_flight(void)
+/* Requests written and not answered on the open connections of cs[0..n). */
+static size_t in_flight(struct conn **cs, int n)
 {
-	size_t n = 0;
+	size_t sum = 0;
 	int i;
 
-	for (i = 0; i < nsend_c; i++)
-		if (send_c[i]->fd >= 0)
-			n += send_c[i]->tcount;
-	return n;
+	for (i = 0; i < n; i++)
+		if (cs[i]->fd >= 0)
+			sum += cs[i]->tcount;
+	return sum;
 }
 
 /* After the sending stops: until every send is answered and every
@@ -1522,7 +1545,7 @@ static double drain(double drain_s)
 
 	sending_stopped = true;
 	while ((double)(now_ns() - t0) / 1e9 < drain_s) {
-		if (senders_in_flight() == 0 && received >= acked)
+		if (in_flight(send_c, nsend_c) == 0 && received >= acked)
 			break;
 		loop_once(10);
 	}
@@ -1542,15 +1565,9 @@ static uint64_t count_lost(void)
 static int report(double secs_sent, double drain_s, double cpu_server, double cpu_client)
 {
 	uint64_t lost = count_lost();
-	double p50, p90, p99, p999, mx;
+	struct pcts q = lat_pcts();
 	int rc;
 
-	qsort(lat, nlat, sizeof(*lat), cmp_u64);
-	p50 = pct_ms(50);
-	p90 = pct_ms(90);
-	p99 = pct_ms(99);
-	p999 = pct_ms(99.9);
-	mx = nlat ? (double)lat[nlat - 1] / 1e6 : -1;
 	double rate_sent, rate_recv;
 	if (opt.mode == M_MAXRATE) {
 		rate_sent = (double)win_acked / opt.seconds;
@@ -1570,7 +1587,7 @@ static int report(double secs_sent, double drain_s, double cpu_server, double cp
 	       poll_answers ? (double)received / (double)poll_answers : 0.0);
 	printf("msgload: latency send->receive (%" PRIu64 " messages): p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, "
 	       "p99.9 %.3f ms, max %.3f ms\n",
-	       nlat, p50, p90, p99, p999, mx);
+	       nlat, q.p50, q.p90, q.p99, q.p999, q.max);
 	if (cpu_server >= 0)
 		printf("msgload: CPU while sending: server %.0f%%, msgload %.0f%% (of one core); time spent runnable "
 		       "but waiting for a CPU (schedstat): server %.1f ms, msgload %.1f ms\n",
@@ -1586,7 +1603,7 @@ static int report(double secs_sent, double drain_s, double cpu_server, double cp
 	       " server_cpu_wait_ms=%.0f client_cpu_wait_ms=%.0f\n",
 	       mode_name(), !rc, opt.waiters, opt.senders, opt.mode == M_LATENCY ? opt.rate : 0,
 	       opt.mode == M_MAXRATE ? opt.window : 0, issued, acked, received, lost, duplicates, send_errors,
-	       poll_errors, conn_failures, rate_sent, rate_recv, p50, p99, mx,
+	       poll_errors, conn_failures, rate_sent, rate_recv, q.p50, q.p99, q.max,
 	       poll_answers ? (double)received / (double)poll_answers : 0.0, cpu_server * 100, cpu_client * 100,
 	       secs_sent, drain_s, rq_server_ms, rq_client_ms);
 	return rc;
@@ -1640,23 +1657,86 @@ static void cpu_between(struct cpu_mark a, struct cpu_mark b, double *server, do
 	rq_client_ms = a.client_rq >= 0 && b.client_rq >= 0 ? (double)(b.client_rq - a.client_rq) / 1e6 : -1;
 }
 
+/* Open loop: item n (a message, a call) of total is due at t0 + n / --rate;
+ * max_lag is the most an item went out behind its time. */
+struct pace {
+	uint64_t t0, total, max_lag;
+};
+
+static uint64_t pace_at(const struct pace *p, uint64_t n)
+{
+	return p->t0 + (uint64_t)((double)n * 1e9 / opt.rate);
+}
+
+/* How many items are due by now. */
+static uint64_t pace_due(const struct pace *p, uint64_t now)
+{
+	uint64_t due = (uint64_t)((double)(now - p->t0) * opt.rate / 1e9) + 1;
+
+	return due > p->total ? p->total : due;
+}
+
+/* Item n goes out now. */
+static void pace_lag(struct pace *p, uint64_t now, uint64_t n)
+{
+	uint64_t lag = now - pace_at(p, n);
+
+	if ((int64_t)lag > 0 && lag > p->max_lag)
+		p->max_lag = lag;
+}
+
+/* One turn of the loop, sleeping until item next is due if it is not yet
+ * (timerfd: ns precision). */
+static void pace_wait(const struct pace *p, uint64_t next)
+{
+	uint64_t t = pace_at(p, next);
+
+	if (next < p->total && t > now_ns()) {
+		struct itimerspec its = { .it_value = { .tv_sec = (time_t)(t / 1000000000u),
+							.tv_nsec = (long)(t % 1000000000u) } };
+		timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+		loop_once(-1);
+	} else {
+		loop_once(0);
+	}
+}
+
+/* Closed loop: the measured window opens --warmup s after t0 and lasts
+ * --seconds s. */
+static void window_set(uint64_t t0)
+{
+	win_start = t0 + (uint64_t)(opt.warmup * 1e9);
+	win_end = win_start + (uint64_t)(opt.seconds * 1e9);
+}
+
+/* At each turn of a closed loop: when the window opens, the CPU mark in *m0
+ * (m0->t is 0 until then) and the latencies so far in win_nlat0. False once
+ * the window has ended. */
+static bool window_turn(struct cpu_mark *m0)
+{
+	uint64_t now = now_ns();
+
+	if (!m0->t && now >= win_start) {
+		*m0 = cpu_mark();
+		win_nlat0 = nlat;
+	}
+	return now < win_end;
+}
+
 static int run_latency(void)
 {
-	uint64_t total = (uint64_t)(opt.rate * opt.seconds + 0.5), t0, tend;
-	uint64_t behind = 0, max_lag = 0;
+	struct pace pc = { 0, (uint64_t)(opt.rate * opt.seconds + 0.5), 0 };
+	uint64_t behind = 0, tend;
 	double cs, cc;
 
 	printf("msgload: latency: %d waiters (wait=%d), %.0f messages/s for %.1f s over %d sender connections "
 	       "(pipeline <= %d)\n",
 	       opt.waiters, opt.wait_s, opt.rate, opt.seconds, opt.senders, opt.pipeline);
 	fflush(stdout);
-	t0 = now_ns();
+	pc.t0 = now_ns();
 	struct cpu_mark m0 = cpu_mark();
-	while (issued < total) {
-		uint64_t now = now_ns();
-		uint64_t due = (uint64_t)((double)(now - t0) * opt.rate / 1e9) + 1;
-		if (due > total)
-			due = total;
+	while (issued < pc.total) {
+		uint64_t now = now_ns(), due = pace_due(&pc, now);
 		bool full = false;
 		while (issued < due) {
 			struct conn *c = free_sender();
@@ -1664,9 +1744,7 @@ static int run_latency(void)
 				full = true;
 				break;
 			}
-			uint64_t lag = now - (t0 + (uint64_t)((double)issued * 1e9 / opt.rate));
-			if ((int64_t)lag > 0 && lag > max_lag)
-				max_lag = lag;
+			pace_lag(&pc, now, issued);
 			send_message(c, issued);
 		}
 		if (full) {
@@ -1675,53 +1753,31 @@ static int run_latency(void)
 			loop_once(1);
 			continue;
 		}
-		/* sleep until the next message is due (timerfd: ns precision) */
-		uint64_t next_t = t0 + (uint64_t)((double)(issued) * 1e9 / opt.rate);
-		if (issued < total && next_t > now_ns()) {
-			struct itimerspec its = { .it_value = { .tv_sec = (time_t)(next_t / 1000000000u),
-								.tv_nsec = (long)(next_t % 1000000000u) } };
-			timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-			loop_once(-1);
-		} else {
-			loop_once(0);
-		}
+		pace_wait(&pc, issued);
 	}
 	tend = now_ns();
 	struct cpu_mark m1 = cpu_mark();
 	cpu_between(m0, m1, &cs, &cc);
-	double sent_s = (double)(tend - t0) / 1e9;
+	double sent_s = (double)(tend - pc.t0) / 1e9;
 	double dr = drain(10);
 	printf("msgload: sending took %.2f s for %" PRIu64 " messages (schedule %.2f s); most behind schedule "
 	       "%.3f ms; all sender slots busy %" PRIu64 " times\n",
-	       sent_s, total, opt.seconds, (double)max_lag / 1e6, behind);
+	       sent_s, pc.total, opt.seconds, (double)pc.max_lag / 1e6, behind);
 	check_alive("after the run");
 	return report(sent_s, dr, cs, cc);
 }
 
 static int run_maxrate(void)
 {
-	uint64_t t0;
 	double cs, cc;
 
 	printf("msgload: maxrate: %d waiters (wait=%d), as fast as possible with at most %ld messages in flight, "
 	       "%d sender connections (pipeline <= %d), %.1f s warm-up then %.1f s measured\n",
 	       opt.waiters, opt.wait_s, opt.window, opt.senders, opt.pipeline, opt.warmup, opt.seconds);
 	fflush(stdout);
-	t0 = now_ns();
-	win_start = t0 + (uint64_t)(opt.warmup * 1e9);
-	win_end = win_start + (uint64_t)(opt.seconds * 1e9);
+	window_set(now_ns());
 	struct cpu_mark m0 = { 0, -1, 0, -1, -1 }, m1;
-	bool marked = false;
-	uint64_t nlat0 = 0;
-	for (;;) {
-		uint64_t now = now_ns();
-		if (!marked && now >= win_start) {
-			m0 = cpu_mark();
-			marked = true;
-			nlat0 = nlat;
-		}
-		if (now >= win_end)
-			break;
+	while (window_turn(&m0)) {
 		while ((long)(issued - received - send_errors) < opt.window) {
 			struct conn *c = free_sender();
 			if (!c)
@@ -1733,8 +1789,8 @@ static int run_maxrate(void)
 	m1 = cpu_mark();
 	cpu_between(m0, m1, &cs, &cc);
 	/* latencies of the measured window only */
-	uint64_t nwin = nlat - nlat0;
-	memmove(lat, lat + nlat0, nwin * sizeof(*lat));
+	uint64_t nwin = nlat - win_nlat0;
+	memmove(lat, lat + win_nlat0, nwin * sizeof(*lat));
 	nlat = nwin;
 	double dr = drain(10);
 	nlat = nwin; /* drained messages' latency is not part of the window */
@@ -1818,25 +1874,6 @@ static int run_memory(void)
 	return rc;
 }
 
-/* Opens n connections of a kind, at most 256 connecting at a time; first(i)
- * queues the first request of connection i, if any. */
-static void open_conns(enum kind kind, int n, struct conn **out, void (*first)(int i))
-{
-	int i = 0;
-
-	while (i < n || connecting_now) {
-		while (i < n && connecting_now < 256) {
-			out[i] = conn_new(kind, i);
-			if (first)
-				first(i);
-			i++;
-		}
-		loop_once(10);
-		if (conn_failures)
-			fatal("%ld connections failed while opening them", conn_failures);
-	}
-}
-
 static volatile sig_atomic_t go_signal;
 
 static void on_usr1(int sig)
@@ -1845,30 +1882,20 @@ static void on_usr1(int sig)
 	go_signal = 1;
 }
 
-static struct conn **stream_c;
-
-static void stream_first(int i)
+static void stream_first(int i, struct conn *c)
 {
-	S[i].c = stream_c[i];
-	conn_request(stream_c[i], 0,
-		     "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+	S[i].c = c;
+	conn_request(c, 0, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
 }
 
-static int streams_ready(void)
+/* The streams still open; with ready, only those whose first block was
+ * "retry: 1000". */
+static int streams_open(bool ready)
 {
 	int i, n = 0;
 
 	for (i = 0; i < opt.streams; i++)
-		n += S[i].c->fd >= 0 && S[i].retry_ok;
-	return n;
-}
-
-static int streams_alive(void)
-{
-	int i, n = 0;
-
-	for (i = 0; i < opt.streams; i++)
-		n += S[i].c->fd >= 0;
+		n += S[i].c->fd >= 0 && (!ready || S[i].retry_ok);
 	return n;
 }
 
@@ -1893,8 +1920,7 @@ static int run_streams(void)
 	sa.sa_handler = on_usr1; /* no SA_RESTART: epoll_wait returns EINTR */
 	sigaction(SIGUSR1, &sa, NULL);
 	S = calloc((size_t)opt.streams, sizeof(*S));
-	stream_c = calloc((size_t)opt.streams, sizeof(*stream_c));
-	if (!S || !stream_c)
+	if (!S)
 		fatal("out of memory");
 	how = settle(30);
 	before = server_rss_kb();
@@ -1902,14 +1928,14 @@ static int run_streams(void)
 	printf("msgload: streams: server VmRSS %ld kB before any stream (%s); streams_open %" PRIu64 "\n", before,
 	       how, s0.streams_open);
 	t0 = now_ns();
-	open_conns(K_STREAM, opt.streams, stream_c, stream_first);
-	while (streams_ready() + (opt.streams - streams_alive()) < opt.streams && now_ns() - t0 < 30000000000ull)
+	open_conns(K_STREAM, opt.streams, stream_first);
+	while (streams_open(true) + (opt.streams - streams_open(false)) < opt.streams && now_ns() - t0 < 30000000000ull)
 		loop_once(10);
 	open_s = (double)(now_ns() - t0) / 1e9;
 	how = settle(60);
 	open_kb = server_rss_kb();
 	stats_ok = get_stats(&s1) && stats_ok;
-	ready = streams_ready();
+	ready = streams_open(true);
 	printf("msgload: streams: %d of %d streams open with \"retry: 1000\" first in %.2f s (%s); server VmRSS %ld "
 	       "kB (+%ld kB, %.0f bytes per stream); stats: streams_open %" PRIu64 ", event_watchers %" PRIu64 "\n",
 	       ready, opt.streams, open_s, how, open_kb, open_kb - before,
@@ -1923,7 +1949,7 @@ static int run_streams(void)
 	}
 	hold_s = (double)(now_ns() - t0) / 1e9;
 	held_kb = server_rss_kb();
-	alive = streams_alive();
+	alive = streams_open(false);
 	printf("msgload: streams: held %.1f s (%s); %d still open; server VmRSS %ld kB; %" PRIu64
 	       " events arrived meanwhile (expected none)\n",
 	       hold_s, go_signal ? "SIGUSR1" : "--hold reached", alive, held_kb, unexpected_events);
@@ -1964,7 +1990,7 @@ static int run_streams(void)
 	qsort(fan, (size_t)nfan, sizeof(*fan), cmp_u64);
 	double f50 = nfan ? (double)fan[nfan / 2] / 1e6 : -1, fmax = nfan ? (double)fan[nfan - 1] / 1e6 : -1;
 	stats_ok = get_stats(&s2) && stats_ok;
-	alive = streams_alive();
+	alive = streams_open(false);
 	printf("msgload: streams: one change (session_created %s) reached %d of %d streams (%d another event); "
 	       "after the POST was queued: p50 %.2f ms, last %.2f ms; %d streams open; stats: streams_open %" PRIu64
 	       "\n",
@@ -1987,37 +2013,19 @@ static int run_streams(void)
 		free(S[i].sse);
 	}
 	free(S);
-	free(stream_c);
 	return rc;
 }
 
-static struct conn **caller_c;
+static struct conn **caller_c; /* CL[i].c */
 
-static void caller_first(int i)
+static void caller_first(int i, struct conn *c)
 {
-	CL[i].c = caller_c[i];
+	CL[i].c = caller_c[i] = c;
 }
 
-static size_t calls_in_flight(void)
+static void replier_first(int i, struct conn *c)
 {
-	size_t n = 0;
-	int i;
-
-	for (i = 0; i < opt.callers; i++)
-		if (CL[i].c->fd >= 0)
-			n += CL[i].c->tcount;
-	return n;
-}
-
-static size_t replies_in_flight(void)
-{
-	size_t n = 0;
-	int i;
-
-	for (i = 0; i < opt.responders; i++)
-		if (RC[i]->fd >= 0)
-			n += RC[i]->tcount;
-	return n;
+	RC[i] = c;
 }
 
 /* Calls: --callers connections, each with one POST /v1/call in flight at a
@@ -2031,7 +2039,7 @@ static int run_calls(void)
 	struct stats st;
 	uint64_t t0;
 	double cs = -1, cc = 0, dr;
-	bool stats_ok, marked = false;
+	bool stats_ok;
 	int i, rc;
 	const char *how;
 
@@ -2041,9 +2049,9 @@ static int run_calls(void)
 	if (!CL || !caller_c || !RC)
 		fatal("out of memory");
 	setup();
-	open_conns(K_REPLIER, opt.responders, RC, NULL);
+	open_conns(K_REPLIER, opt.responders, replier_first);
 	open_waiters();
-	open_conns(K_CALLER, opt.callers, caller_c, caller_first);
+	open_conns(K_CALLER, opt.callers, caller_first);
 	how = settle(30);
 	printf("msgload: calls: %d responders polling (wait=%d, max=1000) with a reply connection each, %d caller "
 	       "connections open (%s)\n",
@@ -2058,37 +2066,32 @@ static int run_calls(void)
 	else
 		printf("closed loop (a caller calls again once answered): %.1f s warm-up then %.1f s measured\n",
 		       opt.warmup, opt.seconds);
-	t0 = now_ns();
-	win_start = t0 + (uint64_t)(opt.warmup * 1e9);
-	win_end = win_start + (uint64_t)(opt.seconds * 1e9);
+	window_set(now_ns());
 	struct cpu_mark m0 = { 0, -1, 0, -1, -1 }, m1;
-	uint64_t total = 0, behind = 0, max_lag = 0;
+	struct pace pc = { 0, 0, 0 };
+	uint64_t behind = 0;
 	double send_s = 0;
 	if (opt.rate_given) {
 		/* Open loop: call n is due at t0 + n / rate, made by an idle
 		 * caller; the round trip counts from when it is made. A server
 		 * that cannot keep up gets until 1.5 times the schedule. */
-		total = (uint64_t)(opt.rate * opt.seconds + 0.5);
+		pc.total = (uint64_t)(opt.rate * opt.seconds + 0.5);
 		uint64_t give_up = (uint64_t)(opt.seconds * 1.5e9);
 		idle_callers = xrealloc(NULL, (size_t)opt.callers * sizeof(*idle_callers));
 		for (i = opt.callers - 1; i >= 0; i--)
 			if (CL[i].c->open)
 				idle_callers[nidle++] = i;
-		t0 = now_ns();
-		win_start = t0;
+		pc.t0 = now_ns();
+		win_start = pc.t0;
 		win_end = UINT64_MAX;
 		m0 = cpu_mark();
-		while (calls_issued < total) {
+		while (calls_issued < pc.total) {
 			uint64_t now = now_ns();
-			if (now - t0 > give_up)
+			if (now - pc.t0 > give_up)
 				break;
-			uint64_t due = (uint64_t)((double)(now - t0) * opt.rate / 1e9) + 1;
-			if (due > total)
-				due = total;
+			uint64_t due = pace_due(&pc, now);
 			while (calls_issued < due && nidle) {
-				uint64_t lag = now - (t0 + (uint64_t)((double)calls_issued * 1e9 / opt.rate));
-				if ((int64_t)lag > 0 && lag > max_lag)
-					max_lag = lag;
+				pace_lag(&pc, now, calls_issued);
 				issue_call(idle_callers[--nidle]);
 			}
 			if (calls_issued < due) {
@@ -2096,48 +2099,30 @@ static int run_calls(void)
 				loop_once(1);
 				continue;
 			}
-			uint64_t next_t = t0 + (uint64_t)((double)calls_issued * 1e9 / opt.rate);
-			if (calls_issued < total && next_t > now_ns()) {
-				struct itimerspec its = { .it_value = { .tv_sec = (time_t)(next_t / 1000000000u),
-									.tv_nsec = (long)(next_t % 1000000000u) } };
-				timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-				loop_once(-1);
-			} else {
-				loop_once(0);
-			}
+			pace_wait(&pc, calls_issued);
 		}
-		send_s = (double)(now_ns() - t0) / 1e9;
+		send_s = (double)(now_ns() - pc.t0) / 1e9;
 	} else {
 		for (i = 0; i < opt.callers; i++)
 			if (CL[i].c->open)
 				issue_call(i);
-		for (;;) {
-			uint64_t now = now_ns();
-			if (!marked && now >= win_start) {
-				m0 = cpu_mark();
-				marked = true;
-			}
-			if (now >= win_end)
-				break;
+		while (window_turn(&m0))
 			loop_once(1);
-		}
 	}
 	m1 = cpu_mark();
 	cpu_between(m0, m1, &cs, &cc);
 	/* Let what is in flight finish: calls, then replies. */
 	sending_stopped = true;
 	t0 = now_ns();
-	while ((calls_in_flight() || replies_in_flight()) &&
+	while ((in_flight(caller_c, opt.callers) || in_flight(RC, opt.responders)) &&
 	       (double)(now_ns() - t0) / 1e9 < (double)opt.call_timeout_ms / 1000 + 5)
 		loop_once(10);
 	dr = (double)(now_ns() - t0) / 1e9;
-	size_t left = calls_in_flight(), rleft = replies_in_flight();
+	size_t left = in_flight(caller_c, opt.callers), rleft = in_flight(RC, opt.responders);
 	check_alive("after the calls");
 	stats_ok = get_stats(&st);
 
-	qsort(lat, nlat, sizeof(*lat), cmp_u64);
-	double p50 = pct_ms(50), p90 = pct_ms(90), p99 = pct_ms(99), p999 = pct_ms(99.9);
-	double mx = nlat ? (double)lat[nlat - 1] / 1e6 : -1;
+	struct pcts q = lat_pcts();
 	double rate = opt.rate_given ? (double)calls_in_window / send_s : (double)calls_in_window / opt.seconds;
 	/* the server's CPU per call, whatever share of a CPU it got */
 	double win_s = opt.rate_given ? send_s : opt.seconds;
@@ -2147,13 +2132,13 @@ static int run_calls(void)
 		       "%.0f/s; most behind schedule %.3f ms; every caller busy %" PRIu64 " times), %" PRIu64
 		       " answered: %.0f calls/s; round trip p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, "
 		       "max %.3f ms\n",
-		       calls_issued, total, send_s, opt.seconds, opt.rate, (double)max_lag / 1e6, behind,
-		       calls_in_window, rate, p50, p90, p99, p999, mx);
+		       calls_issued, pc.total, send_s, opt.seconds, opt.rate, (double)pc.max_lag / 1e6, behind,
+		       calls_in_window, rate, q.p50, q.p90, q.p99, q.p999, q.max);
 	else
 		printf("msgload: calls: %" PRIu64 " answered in the %.1f s window: %.0f calls/s; round trip p50 %.3f "
 		       "ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (closed loop: the mean round trip "
 		       "is %d callers / the rate)\n",
-		       calls_in_window, opt.seconds, rate, p50, p90, p99, p999, mx, opt.callers);
+		       calls_in_window, opt.seconds, rate, q.p50, q.p90, q.p99, q.p999, q.max, opt.callers);
 	printf("msgload: calls: in all %" PRIu64 " made, %" PRIu64 " answered with their own body, %" PRIu64
 	       " errors, %" PRIu64 " wrong answers; responders got %" PRIu64 " calls in %" PRIu64
 	       " polls (%.1f each), %" PRIu64 " replies sent, %" PRIu64 " answered 204, %" PRIu64
@@ -2185,9 +2170,9 @@ static int run_calls(void)
 	       " left_in_flight=%zu stats_ok=%d pending=%" PRIu64 " stat_answered=%" PRIu64 " timed_out=%" PRIu64
 	       " receiver_gone=%" PRIu64 " caller_gone=%" PRIu64 " calls_per_poll=%.1f cpu_server=%.0f"
 	       " cpu_client=%.0f server_cpu_wait_ms=%.0f client_cpu_wait_ms=%.0f\n",
-	       !rc, (int)opt.rate_given, opt.rate_given ? opt.rate : 0.0, total, send_s, (double)max_lag / 1e6,
+	       !rc, (int)opt.rate_given, opt.rate_given ? opt.rate : 0.0, pc.total, send_s, (double)pc.max_lag / 1e6,
 	       us_per_call, opt.callers,
-	       opt.responders, calls_in_window, rate, p50, p90, p99, mx, calls_issued,
+	       opt.responders, calls_in_window, rate, q.p50, q.p90, q.p99, q.max, calls_issued,
 	       calls_answered, call_errors, call_mismatches, reply_errors, poll_errors, conn_failures, left,
 	       stats_ok, st.calls_pending, st.calls_answered, st.calls_timed_out, st.calls_receiver_gone,
 	       st.calls_caller_gone, poll_answers ? (double)call_msgs / (double)poll_answers : 0.0, cs * 100,
@@ -2240,18 +2225,12 @@ int main(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(f, "--mode") && v) {
-			if (!strcmp(v, "latency"))
-				opt.mode = M_LATENCY;
-			else if (!strcmp(v, "maxrate"))
-				opt.mode = M_MAXRATE;
-			else if (!strcmp(v, "memory"))
-				opt.mode = M_MEMORY;
-			else if (!strcmp(v, "streams"))
-				opt.mode = M_STREAMS;
-			else if (!strcmp(v, "calls"))
-				opt.mode = M_CALLS;
-			else
+			size_t m = 0;
+			while (m < sizeof(mode_names) / sizeof(*mode_names) && strcmp(v, mode_names[m]))
+				m++;
+			if (m == sizeof(mode_names) / sizeof(*mode_names))
 				usage();
+			opt.mode = (enum mode)m;
 		} else if (!strcmp(f, "--port")) {
 			opt.port = (int)num_arg(f, v, 1, 65535);
 		} else if (!strcmp(f, "--waiters")) {

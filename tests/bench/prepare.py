@@ -13,15 +13,22 @@ Exits 1 with "request / expected / got" on stderr when an answer is wrong.
 Usage: prepare.py --port PORT [--host 127.0.0.1]
 """
 
-import argparse
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load_sessions import simple_request  # noqa: E402
+from pipeline import PROG, port_args, simple_request  # noqa: E402
 
 problems = []
+
+
+def json_or_problem(what, raw):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        problems.append("%s: expected JSON, got %r" % (what, raw[:300]))
+        return None
 
 
 def check(host, port, method, path, body, token, want_status, what):
@@ -33,27 +40,47 @@ def check(host, port, method, path, body, token, want_status, what):
                            raw[:300].decode("utf-8", "replace")))
         return None
     if raw:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            problems.append("%s %s: expected JSON, got %r"
-                            % (method, path, raw[:300]))
+        r = json_or_problem("%s %s" % (method, path), raw)
+        if r is not None:
+            return r
     return {}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    a = ap.parse_args()
-    h, p = a.host, a.port
-
-    s = check(h, p, "POST", "/v1/sessions", '{"ttl":3600}', None, 201,
+def new_session(host, port):
+    """POST /v1/sessions {"ttl":3600}, checked: (id, token), or None (a
+    problem)."""
+    s = check(host, port, "POST", "/v1/sessions", '{"ttl":3600}', None, 201,
               '{"id","token","ttl":3600,...}')
     if s is None or "id" not in s or "token" not in s:
         problems.append("POST /v1/sessions: no id/token in answer: %r" % (s,))
-        return
-    sid, tok = s["id"], s["token"]
+        return None
+    return s["id"], s["token"]
+
+
+def run(main):
+    """Runs main(); the session it returns, (id, token), goes to stdout as
+    shell assignments; then exits 1 with the problems on stderr, if any."""
+    try:
+        session = main()
+        if session:
+            print("ROLLCALL_SESSION=%s" % session[0])
+            print("ROLLCALL_TOKEN=%s" % session[1])
+    except Exception as e:  # connection refused, bad JSON, ...
+        problems.append("%s: %s" % (type(e).__name__, e))
+    if problems:
+        for line in problems:
+            print("%s: PROBLEM: %s" % (PROG, line), file=sys.stderr)
+        sys.exit(1)
+
+
+def main():
+    a = port_args().parse_args()
+    h, p = a.host, a.port
+
+    session = new_session(h, p)
+    if session is None:
+        return None
+    sid, tok = session
     value = {"host": "10.0.0.1", "port": 5432}
     r = check(h, p, "PUT", "/v1/names/bench", json.dumps({"value": value}),
               tok, 201, "")
@@ -75,16 +102,8 @@ def main():
     check(h, p, "DELETE", "/v1/names/cycle-check", None, tok, 204, "")
     check(h, p, "GET", "/v1/names/cycle-check", None, None, 404,
           "name_not_found")
-    print("ROLLCALL_SESSION=%s" % sid)
-    print("ROLLCALL_TOKEN=%s" % tok)
+    return sid, tok
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # connection refused, bad JSON, ...
-        problems.append("%s: %s" % (type(e).__name__, e))
-    if problems:
-        for line in problems:
-            print("prepare: PROBLEM: %s" % line, file=sys.stderr)
-        sys.exit(1)
+    run(main)

@@ -23,14 +23,14 @@ Usage: prepare_groups.py --port PORT [--host 127.0.0.1] [--group bench-g100]
                          [--members 100]
 """
 
-import argparse
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load_sessions import request_bytes, run_pipelined  # noqa: E402
-from prepare import check, problems  # noqa: E402
+from pipeline import port_args, request_bytes, run_pipelined  # noqa: E402
+from prepare import (check, json_or_problem, new_session,  # noqa: E402
+                     problems, run)
 
 
 def pipelined(host, port, reqs):
@@ -48,18 +48,8 @@ def pipelined(host, port, reqs):
     return out
 
 
-def json_or_problem(what, raw):
-    try:
-        return json.loads(raw)
-    except ValueError:
-        problems.append("%s: expected JSON, got %r" % (what, raw[:300]))
-        return None
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
+    ap = port_args()
     ap.add_argument("--group", default="bench-g100")
     ap.add_argument("--members", type=int, default=100)
     a = ap.parse_args()
@@ -75,7 +65,7 @@ def main():
                 or "token" not in s:
             problems.append("POST /v1/sessions #%d: expected 201 with id and "
                             "token, got %d %s" % (i, status, raw[:300]))
-            return
+            return None
         ids.append(s["id"])
         tokens.append(s["token"])
 
@@ -94,7 +84,7 @@ def main():
                             "session:%s, value:%s}, got %d %s"
                             % (gpath, i, group, ids[i], values[i], status,
                                raw[:300]))
-            return
+            return None
 
     # The whole group.
     want = [{"session": ids[i], "value": values[i]} for i in range(n)]
@@ -122,7 +112,7 @@ def main():
             problems.append("GET %s (pick #%d): expected 200 {group:%s, member:"
                             " one of the %d members}, got %d %s"
                             % (rr, i, group, n, status, raw[:300]))
-            return
+            return None
         picked.append(m["session"])
     if sorted(picked[:n]) != sorted(ids) or picked[n] != picked[0]:
         problems.append("GET %s: %d picks in a row did not give every member "
@@ -131,12 +121,10 @@ def main():
                                   picked[0]))
 
     # The join+leave session, and one cycle of it.
-    s = check(h, p, "POST", "/v1/sessions", '{"ttl":3600}', None, 201,
-              '{"id","token","ttl":3600,...}')
-    if s is None or "id" not in s or "token" not in s:
-        problems.append("POST /v1/sessions: no id/token in answer: %r" % (s,))
-        return
-    sid, tok = s["id"], s["token"]
+    session = new_session(h, p)
+    if session is None:
+        return None
+    sid, tok = session
     body = '{"value":{"host":"10.0.0.2","port":80}}'
     r = check(h, p, "PUT", "/v1/groups/cycle-check", body, tok, 201, "")
     if r is not None and (r.get("group") != "cycle-check"
@@ -156,16 +144,8 @@ def main():
     if r is not None and r.get("members") != []:
         problems.append("GET /v1/groups/cycle-check after the leave: expected "
                         "members [], got %r" % (r,))
-    print("ROLLCALL_SESSION=%s" % sid)
-    print("ROLLCALL_TOKEN=%s" % tok)
+    return sid, tok
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # connection refused, bad JSON, ...
-        problems.append("%s: %s" % (type(e).__name__, e))
-    if problems:
-        for line in problems:
-            print("prepare_groups: PROBLEM: %s" % line, file=sys.stderr)
-        sys.exit(1)
+    run(main)

@@ -223,6 +223,11 @@ wrk_figure() {
     add_row "$1" "$4" "$5"
 }
 
+not_measured() {  # not_measured LABEL...: a NOT MEASURED row for each
+    local l
+    for l in "$@"; do W_RPS=""; add_row "$l"; done
+}
+
 # --------------------------------------------------------------- nginx ---
 bench_nginx() {
     local dir="$TMP/nginx" port pid
@@ -261,7 +266,7 @@ EOF
     if ! wait_port "$port" "$pid"; then
         problem "nginx did not start on 127.0.0.1:$port: $(tail -5 "$dir/logs/error.log" "$dir/logs/stdout" 2>/dev/null | tr '\n' ' ')"
         stop_pid "$pid"; forget_pid "$pid"
-        W_RPS=""; add_row "nginx ceiling"
+        not_measured "nginx ceiling"
         return
     fi
     if run_wrk "nginx ceiling" "http://127.0.0.1:$port/"; then
@@ -277,14 +282,17 @@ RC_PID=""
 RC_PORT=""
 RC_LOG=""
 
-start_rollcall() {  # start_rollcall NAME
-    RC_LOG="$TMP/rollcall-$1.log"
-    "${SERVER_CPU[@]}" "$BIN" --listen 127.0.0.1:0 --max-sessions "$MAX_SESSIONS" \
+# start_rollcall NAME [ARG...]: a fresh rollcall (RC_PID, RC_PORT, RC_LOG)
+# started with --listen 127.0.0.1:0 --max-sessions MAX_SESSIONS ARG...
+start_rollcall() {
+    local name=$1 i
+    shift
+    RC_LOG="$TMP/rollcall-$(printf '%s' "$name" | tr -c 'A-Za-z0-9._-' '_').log"
+    "${SERVER_CPU[@]}" "$BIN" --listen 127.0.0.1:0 --max-sessions "$MAX_SESSIONS" "$@" \
         >"$RC_LOG" 2>&1 </dev/null &
     RC_PID=$!
     PIDS+=("$RC_PID")
     RC_PORT=""
-    local i
     for i in $(seq 100); do
         RC_PORT=$(sed -n 's/.*rollcall: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$RC_LOG" | head -1)
         [ -n "$RC_PORT" ] && break
@@ -292,11 +300,11 @@ start_rollcall() {  # start_rollcall NAME
         sleep 0.1
     done
     if [ -z "$RC_PORT" ] || ! wait_port "$RC_PORT" "$RC_PID"; then
-        problem "rollcall did not start ($BIN --listen 127.0.0.1:0 --max-sessions $MAX_SESSIONS; no 'rollcall: listening on 127.0.0.1:PORT' on stderr within 10 s, or the port did not accept). Log: $(tail -5 "$RC_LOG" | tr '\n' ' ')"
+        problem "rollcall did not start ($BIN --listen 127.0.0.1:0 --max-sessions $MAX_SESSIONS${*:+ $*}; no 'rollcall: listening on 127.0.0.1:PORT' on stderr within 10 s, or the port did not accept). Log: $(tail -5 "$RC_LOG" | tr '\n' ' ')"
         stop_rollcall
         return 1
     fi
-    echo "bench: rollcall ($1) pid $RC_PID listening on 127.0.0.1:$RC_PORT"
+    echo "bench: rollcall ($name) pid $RC_PID listening on 127.0.0.1:$RC_PORT"
     return 0
 }
 
@@ -317,22 +325,32 @@ rss_kb() {
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null
 }
 
-bench_rollcall() {
-    local labels=("GET /v1/names/bench" "PUT+DELETE /v1/names/cycle-*" "heartbeat")
-    if ! start_rollcall throughput; then
-        for l in "${labels[@]}"; do W_RPS=""; add_row "$l"; done
-        return
-    fi
-    local env
-    if ! env=$(python3 "$HERE/prepare.py" --port "$RC_PORT"); then
-        problem "setup requests against rollcall got wrong answers (see PROBLEM lines above)"
+# prepare_rollcall WHAT SCRIPT [ARG...]: the python SCRIPT (prepare.py or
+# prepare_groups.py) sets up the running rollcall and checks it; its shell
+# assignments are evaluated (the caller declares ROLLCALL_SESSION and
+# ROLLCALL_TOKEN local) and ROLLCALL_TOKEN exported for the wrk scripts.
+# 1 when the setup got wrong answers ("WHAT got wrong answers": a problem;
+# rollcall is stopped).
+prepare_rollcall() {
+    local what=$1 script=$2 env
+    shift 2
+    if ! env=$(python3 "$HERE/$script" --port "$RC_PORT" "$@"); then
+        problem "$what got wrong answers (see PROBLEM lines above)"
         stop_rollcall
-        for l in "${labels[@]}"; do W_RPS=""; add_row "$l"; done
-        return
+        return 1
     fi
-    local ROLLCALL_SESSION="" ROLLCALL_TOKEN=""
     eval "$env"
     export ROLLCALL_TOKEN
+}
+
+bench_rollcall() {
+    local labels=("GET /v1/names/bench" "PUT+DELETE /v1/names/cycle-*" "heartbeat")
+    local ROLLCALL_SESSION="" ROLLCALL_TOKEN=""
+    if ! start_rollcall throughput ||
+            ! prepare_rollcall "setup requests against rollcall" prepare.py; then
+        not_measured "${labels[@]}"
+        return
+    fi
     local base="http://127.0.0.1:$RC_PORT"
 
     wrk_figure "${labels[0]}" "$base/v1/names/bench" "" 0.6 ""
@@ -348,20 +366,13 @@ bench_rollcall() {
 bench_groups() {
     local labels=("GET /v1/groups/bench-g100" "GET bench-g100?pick=round_robin"
                   "PUT+DELETE /v1/groups/cycle-*")
-    if ! start_rollcall groups; then
-        for l in "${labels[@]}"; do W_RPS=""; add_row "$l"; done
-        return
-    fi
-    local env
-    if ! env=$(python3 "$HERE/prepare_groups.py" --port "$RC_PORT" --group bench-g100 --members 100); then
-        problem "setup requests for the group figures got wrong answers (see PROBLEM lines above)"
-        stop_rollcall
-        for l in "${labels[@]}"; do W_RPS=""; add_row "$l"; done
-        return
-    fi
     local ROLLCALL_SESSION="" ROLLCALL_TOKEN=""
-    eval "$env"
-    export ROLLCALL_TOKEN
+    if ! start_rollcall groups ||
+            ! prepare_rollcall "setup requests for the group figures" prepare_groups.py \
+                --group bench-g100 --members 100; then
+        not_measured "${labels[@]}"
+        return
+    fi
     local base="http://127.0.0.1:$RC_PORT"
 
     wrk_figure "${labels[0]}" "$base/v1/groups/bench-g100" "" 0.3 "100 members"
@@ -371,76 +382,71 @@ bench_groups() {
     stop_rollcall
 }
 
+# load_rss NAME WHAT DESC LOADER [ARG...]: VmRSS of a fresh rollcall NAME
+# before and after the python LOADER (--port added) loads it with DESC, in
+# RSS_BEFORE and RSS_AFTER (kB); rollcall is stopped after. 1 when it was not
+# measured (RSS_WHY says why; a problem when the load failed: "WHAT loader
+# failed").
+load_rss() {
+    local name=$1 what=$2 desc=$3 loader=$4 t0 t1
+    shift 4
+    RSS_WHY=""
+    if ! start_rollcall "$name"; then
+        RSS_WHY="rollcall did not start"
+        return 1
+    fi
+    sleep 0.5
+    RSS_BEFORE=$(rss_kb "$RC_PID")
+    echo
+    echo "=== $what: VmRSS before $RSS_BEFORE kB; loading $desc"
+    t0=$(date +%s.%N)
+    if ! timeout 300 python3 "$HERE/$loader" --port "$RC_PORT" "$@" \
+            2>&1 >"$TMP/${loader%.py}.out" | sed 's/^/  /'; then
+        rollcall_alive "the $what load"
+        problem "$what loader failed (see ${loader%.py} lines above)"
+        RSS_WHY="loader failed"
+        stop_rollcall
+        return 1
+    fi
+    t1=$(date +%s.%N)
+    if ! rollcall_alive "the $what load"; then
+        RSS_WHY="rollcall died"
+        stop_rollcall
+        return 1
+    fi
+    RSS_AFTER=$(rss_kb "$RC_PID")
+    echo "  VmRSS after $RSS_AFTER kB; load took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+    stop_rollcall
+}
+
 MEM_ROW=""
 bench_memory() {
     local label="RSS ${NSESS} sessions+names"
-    if ! start_rollcall memory; then
-        MEM_ROW="$label: NOT MEASURED (rollcall did not start)"
+    if ! load_rss memory memory "$NSESS sessions (ttl 3600), one name each" load_sessions.py \
+            -n "$NSESS" --ttl 3600 --prefix mem-; then
+        MEM_ROW="$label: NOT MEASURED ($RSS_WHY)"
         return
     fi
-    sleep 0.5
-    local before after t0 t1
-    before=$(rss_kb "$RC_PID")
-    echo
-    echo "=== memory: VmRSS before $before kB; loading $NSESS sessions (ttl 3600), one name each"
-    t0=$(date +%s.%N)
-    if ! timeout 300 python3 "$HERE/load_sessions.py" --port "$RC_PORT" -n "$NSESS" \
-            --ttl 3600 --prefix mem- 2>&1 >"$TMP/load.out" | sed 's/^/  /'; then
-        rollcall_alive "the memory load"
-        problem "memory loader failed (see load_sessions lines above)"
-        MEM_ROW="$label: NOT MEASURED (loader failed)"
-        stop_rollcall
-        return
-    fi
-    t1=$(date +%s.%N)
-    if ! rollcall_alive "the memory load"; then
-        MEM_ROW="$label: NOT MEASURED (rollcall died)"
-        return
-    fi
-    after=$(rss_kb "$RC_PID")
-    echo "  VmRSS after $after kB; load took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
-    MEM_ROW=$(awk -v b="$before" -v a="$after" -v label="$label" 'BEGIN {
+    MEM_ROW=$(awk -v b="$RSS_BEFORE" -v a="$RSS_AFTER" -v label="$label" 'BEGIN {
         mb = a / 1024; mb0 = b / 1024;
         printf "%s: %.1f MB (before %.1f MB, delta %.1f MB)  target <100 MB %s",
             label, mb, mb0, mb - mb0, (mb < 100 ? "PASS" : "BELOW") }')
-    stop_rollcall
 }
 
 GMEM_ROW=""
 bench_memory_groups() {
     local ns=1000 ng=1000 nm=100
     local label="RSS ${ng} groups x ${nm} members"
-    if ! start_rollcall memory-groups; then
-        GMEM_ROW="$label: NOT MEASURED (rollcall did not start)"
+    if ! load_rss memory-groups "group memory" \
+            "$ng groups of $nm members ($ns sessions, ttl 3600, each in $((ng * nm / ns)) groups)" \
+            load_groups.py --sessions "$ns" --groups "$ng" --members "$nm" --ttl 3600 --prefix memg-; then
+        GMEM_ROW="$label: NOT MEASURED ($RSS_WHY)"
         return
     fi
-    sleep 0.5
-    local before after t0 t1
-    before=$(rss_kb "$RC_PID")
-    echo
-    echo "=== group memory: VmRSS before $before kB; loading $ng groups of $nm members ($ns sessions, ttl 3600, each in $((ng * nm / ns)) groups)"
-    t0=$(date +%s.%N)
-    if ! timeout 300 python3 "$HERE/load_groups.py" --port "$RC_PORT" --sessions "$ns" \
-            --groups "$ng" --members "$nm" --ttl 3600 --prefix memg- \
-            2>&1 >"$TMP/load_groups.out" | sed 's/^/  /'; then
-        rollcall_alive "the group memory load"
-        problem "group memory loader failed (see load_groups lines above)"
-        GMEM_ROW="$label: NOT MEASURED (loader failed)"
-        stop_rollcall
-        return
-    fi
-    t1=$(date +%s.%N)
-    if ! rollcall_alive "the group memory load"; then
-        GMEM_ROW="$label: NOT MEASURED (rollcall died)"
-        return
-    fi
-    after=$(rss_kb "$RC_PID")
-    echo "  VmRSS after $after kB; load took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
-    GMEM_ROW=$(awk -v b="$before" -v a="$after" -v label="$label" -v ns="$ns" -v m="$((ng * nm))" 'BEGIN {
+    GMEM_ROW=$(awk -v b="$RSS_BEFORE" -v a="$RSS_AFTER" -v label="$label" -v ns="$ns" -v m="$((ng * nm))" 'BEGIN {
         mb = a / 1024; mb0 = b / 1024;
         printf "%s: %.1f MB (before %.1f MB, delta %.1f MB, %.0f bytes per membership with its %d sessions)  no target",
             label, mb, mb0, mb - mb0, (a - b) * 1024 / m, ns }')
-    stop_rollcall
 }
 
 # ------------------------------------------------------------ messages ---
@@ -472,31 +478,24 @@ MSG_ROWS=()
 MSGLOAD=""
 MSG_MAX_CONNECTIONS=20000
 
-msg_start_rollcall() {  # start_rollcall, plus --max-connections for 10,000 polls
-    RC_LOG="$TMP/rollcall-msg-$(printf '%s' "$1" | tr -c 'A-Za-z0-9._-' '_').log"
-    "${SERVER_CPU[@]}" "$BIN" --listen 127.0.0.1:0 --max-sessions "$MAX_SESSIONS" \
-        --max-connections "$MSG_MAX_CONNECTIONS" >"$RC_LOG" 2>&1 </dev/null &
-    RC_PID=$!
-    PIDS+=("$RC_PID")
-    RC_PORT=""
-    local i
-    for i in $(seq 100); do
-        RC_PORT=$(sed -n 's/.*rollcall: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$RC_LOG" | head -1)
-        [ -n "$RC_PORT" ] && break
-        kill -0 "$RC_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$RC_PORT" ] || ! wait_port "$RC_PORT" "$RC_PID"; then
-        problem "rollcall did not start ($BIN --listen 127.0.0.1:0 --max-sessions $MAX_SESSIONS --max-connections $MSG_MAX_CONNECTIONS). Log: $(tail -5 "$RC_LOG" | tr '\n' ' ')"
-        stop_rollcall
-        return 1
-    fi
-    echo "bench: rollcall ($1) pid $RC_PID listening on 127.0.0.1:$RC_PORT"
+msg_start_rollcall() {  # msg_start_rollcall NAME: room for 10,000 polls
+    start_rollcall "$1" --max-connections "$MSG_MAX_CONNECTIONS"
 }
 
 msg_field() {  # msg_field FILE KEY: KEY's value on msgload's RESULT line
     awk -v k="$2" '/^RESULT / { for (i = 2; i <= NF; i++) { n = index($i, "=");
         if (substr($i, 1, n - 1) == k) v = substr($i, n + 1) } } END { print v }' "$1"
+}
+
+# msg_awk FILE AWK-ARG...: awk AWK-ARG... with each KEY=VALUE of msgload's
+# RESULT line in FILE set as the awk variable KEY (p99_ms, lost, ...).
+msg_awk() {
+    local file=$1 kv kvs args=()
+    shift
+    while read -r -a kvs; do
+        for kv in "${kvs[@]}"; do args+=(-v "$kv"); done
+    done < <(sed -n 's/^RESULT //p' "$file")
+    awk "${args[@]}" "$@"
 }
 
 # msg_run LABEL OUT MSGLOAD-ARGS...: msgload against a fresh rollcall, its
@@ -529,9 +528,13 @@ msg_run() {
     fi
     if [ "$(msg_field "$out" clean)" != 1 ]; then
         if [ "$(msg_field "$out" mode)" = calls ]; then
-            MSG_WHY="failed calls $(msg_field "$out" errors), wrong answers $(msg_field "$out" wrong), failed replies $(msg_field "$out" reply_errors), failed polls $(msg_field "$out" poll_errors), failed connections $(msg_field "$out" conn_failures), still in flight $(msg_field "$out" left_in_flight), /v1/stats read $(msg_field "$out" stats_ok), pending $(msg_field "$out" pending), timed_out $(msg_field "$out" timed_out), receiver_gone $(msg_field "$out" receiver_gone), caller_gone $(msg_field "$out" caller_gone)"
+            MSG_WHY=$(msg_awk "$out" 'BEGIN {
+                printf "failed calls %s, wrong answers %s, failed replies %s, failed polls %s, failed connections %s, still in flight %s, /v1/stats read %s, pending %s, timed_out %s, receiver_gone %s, caller_gone %s",
+                    errors, wrong, reply_errors, poll_errors, conn_failures, left_in_flight, stats_ok, pending, timed_out, receiver_gone, caller_gone }')
         else
-            MSG_WHY="lost $(msg_field "$out" lost), duplicates $(msg_field "$out" duplicates), failed sends $(msg_field "$out" send_errors), failed polls $(msg_field "$out" poll_errors), failed connections $(msg_field "$out" conn_failures)"
+            MSG_WHY=$(msg_awk "$out" 'BEGIN {
+                printf "lost %s, duplicates %s, failed sends %s, failed polls %s, failed connections %s",
+                    lost, duplicates, send_errors, poll_errors, conn_failures }')
         fi
         problem "$label: $MSG_WHY (see msgload's ERROR lines above)"
         return 2
@@ -539,21 +542,30 @@ msg_run() {
     return 0
 }
 
-msg_latency() {
-    local label="msg latency 1000 waiters @2000/s" out="$TMP/msg-latency.out" st
-    msg_run "$label" "$out" --mode latency --waiters 1000 --rate 2000 --seconds "$SECS" --senders 4
+# msg_figure LABEL RUN-LABEL OUT PROGRAM MSGLOAD-ARG...: msg_run RUN-LABEL OUT
+# MSGLOAD-ARG..., and its row in MSG_ROW: "LABEL: NOT MEASURED (why)", or
+# what the awk PROGRAM prints (msg_awk OUT, with l=LABEL, st=msg_run's
+# status and secs=BENCH_SECONDS).
+msg_figure() {
+    local label=$1 run_label=$2 out=$3 prog=$4 st
+    shift 4
+    msg_run "$run_label" "$out" "$@"
     st=$?
     if [ $st = 1 ]; then
-        MSG_ROWS+=("$label: NOT MEASURED ($MSG_WHY)")
-        return
+        MSG_ROW="$label: NOT MEASURED ($MSG_WHY)"
+    else
+        MSG_ROW=$(msg_awk "$out" -v l="$label" -v st="$st" -v secs="$SECS" "$prog")
     fi
-    MSG_ROWS+=("$(awk -v l="$label" -v st="$st" -v p50="$(msg_field "$out" p50_ms)" \
-        -v p99="$(msg_field "$out" p99_ms)" -v mx="$(msg_field "$out" max_ms)" \
-        -v s="$(msg_field "$out" sent)" -v r="$(msg_field "$out" received)" \
-        -v lo="$(msg_field "$out" lost)" -v d="$(msg_field "$out" duplicates)" \
-        -v secs="$SECS" -v w="$(msg_field "$out" server_cpu_wait_ms)" 'BEGIN {
+}
+
+msg_latency() {
+    local label="msg latency 1000 waiters @2000/s"
+    msg_figure "$label" "$label" "$TMP/msg-latency.out" 'BEGIN {
         printf "%s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%ss: %d sent, %d received, %d lost, %d duplicates; rollcall waited %d ms for a CPU)  target p99 <5 ms %s",
-            l, p50, p99, mx, secs, s, r, lo, d, w, (st != 0 ? "INVALID" : (p99 + 0 < 5 ? "PASS" : "BELOW")) }')")
+            l, p50_ms, p99_ms, max_ms, secs, sent, received, lost, duplicates, server_cpu_wait_ms,
+            (st != 0 ? "INVALID" : (p99_ms + 0 < 5 ? "PASS" : "BELOW")) }' \
+        --mode latency --waiters 1000 --rate 2000 --seconds "$SECS" --senders 4
+    MSG_ROWS+=("$MSG_ROW")
 }
 
 msg_maxrate() {
@@ -577,13 +589,11 @@ msg_maxrate() {
         note="open loop at ${hold}/s: NOT MEASURED ($MSG_WHY)"
     else
         # held: clean, sent on schedule (5 s, 2% slack), drained within 1 s
-        awk -v st="$st2" -v ss="$(msg_field "$out2" send_s)" -v dr="$(msg_field "$out2" drain_s)" \
-            'BEGIN { exit !(st == 0 && ss + 0 <= 5 * 1.02 && dr + 0 < 1) }' && held=1
-        note=$(awk -v h="$hold" -v held="$held" -v ss="$(msg_field "$out2" send_s)" \
-            -v dr="$(msg_field "$out2" drain_s)" -v rs="$(msg_field "$out2" rate_sent)" \
-            -v p99="$(msg_field "$out2" p99_ms)" 'BEGIN {
+        msg_awk "$out2" -v st="$st2" \
+            'BEGIN { exit !(st == 0 && send_s + 0 <= 5 * 1.02 && drain_s + 0 < 1) }' && held=1
+        note=$(msg_awk "$out2" -v h="$hold" -v held="$held" 'BEGIN {
             printf "open loop at %d/s %s: sent %.0f/s in %.2f s, drained in %.2f s, p99 %.2f ms",
-                h, (held ? "held" : "NOT held"), rs, ss, dr, p99 }')
+                h, (held ? "held" : "NOT held"), rate_sent, send_s, drain_s, p99_ms }')
     fi
     if [ $st != 0 ]; then
         verdict=INVALID
@@ -594,33 +604,25 @@ msg_maxrate() {
     else
         verdict=BELOW
     fi
-    MSG_ROWS+=("$(awk -v l="$label" -v r="$rate" -v p99="$(msg_field "$out" p99_ms)" \
-        -v sc="$(msg_field "$out" cpu_server)" -v lo="$(msg_field "$out" lost)" -v n="$note" -v v="$verdict" \
-        -v w="$(msg_field "$out" server_cpu_wait_ms)" 'BEGIN {
+    MSG_ROWS+=("$(msg_awk "$out" -v l="$label" -v n="$note" -v v="$verdict" 'BEGIN {
         printf "%s: %.0f msg/s sent and received (closed loop, 64 senders x2 pipelined; p99 %.2f ms, rollcall CPU %d%%, waited %d ms for a CPU, %d lost); %s  target >=20000/s %s",
-            l, r, p99, sc, w, lo, n, v }')")
+            l, rate_received, p99_ms, cpu_server, server_cpu_wait_ms, lost, n, v }')")
 }
 
 msg_memory() {
-    local n=10000 label="RSS per pending long-poll (10000)" out="$TMP/msg-memory.out" st hard
+    local n=10000 label="RSS per pending long-poll (10000)" hard
     hard=$(ulimit -Hn)
     if [ "$hard" != unlimited ] && [ "$hard" -lt $((n + 100)) ]; then
         problem "$label: the open-file hard limit is $hard; $n long-polls need more than $((n + 100)) descriptors in rollcall and in msgload"
         MSG_ROWS+=("$label: NOT MEASURED (open-file hard limit $hard < $((n + 100)))")
         return
     fi
-    msg_run "$label" "$out" --mode memory --waiters "$n" --wait 120
-    st=$?
-    if [ $st = 1 ]; then
-        MSG_ROWS+=("$label: NOT MEASURED ($MSG_WHY)")
-        return
-    fi
-    MSG_ROWS+=("$(awk -v l="$label" -v st="$st" -v per="$(msg_field "$out" per_poll_bytes)" \
-        -v pc="$(msg_field "$out" per_conn_bytes)" -v pr="$(msg_field "$out" per_request_bytes)" \
-        -v b="$(msg_field "$out" rss_before_kb)" -v a="$(msg_field "$out" rss_after_kb)" \
-        -v r="$(msg_field "$out" received)" 'BEGIN {
+    msg_figure "$label" "$label" "$TMP/msg-memory.out" 'BEGIN {
         printf "%s: %.0f bytes each (%.0f the idle connection + %.0f the parked request; VmRSS %.1f -> %.1f MB; all %d answered by a message)  target <10 KB %s",
-            l, per, pc, pr, b / 1024, a / 1024, r, (st != 0 ? "INVALID" : (per + 0 < 10240 ? "PASS" : "BELOW")) }')")
+            l, per_poll_bytes, per_conn_bytes, per_request_bytes, rss_before_kb / 1024, rss_after_kb / 1024, received,
+            (st != 0 ? "INVALID" : (per_poll_bytes + 0 < 10240 ? "PASS" : "BELOW")) }' \
+        --mode memory --waiters "$n" --wait 120
+    MSG_ROWS+=("$MSG_ROW")
 }
 
 MSGLOAD_STATE=""  # "": not built yet; ok; failed
@@ -673,18 +675,16 @@ bench_events() {
     local n=1000 labels=("GET names/bench, no streams" "GET names/bench, 1000 streams")
     local out="$TMP/events.out" rps0="" rps1="" ml i st l
     local rlabel="RSS $n idle event streams" glabel="GET rate with/without $n streams"
-    local flabel="event fan-out to $n streams" why=""
+    local flabel="event fan-out to $n streams" why="" ROLLCALL_SESSION="" ROLLCALL_TOKEN=""
     if ! build_msgload; then
         why="msgload.c did not build"
     elif ! msg_start_rollcall events; then
         why="rollcall did not start"
-    elif ! python3 "$HERE/prepare.py" --port "$RC_PORT" >/dev/null; then
-        problem "setup requests for the event figures got wrong answers (see PROBLEM lines above)"
-        stop_rollcall
+    elif ! prepare_rollcall "setup requests for the event figures" prepare.py; then
         why="setup failed"
     fi
     if [ -n "$why" ]; then
-        for l in "${labels[@]}"; do W_RPS=""; add_row "$l"; done
+        not_measured "${labels[@]}"
         for l in "$glabel" "$rlabel" "$flabel"; do EVENT_ROWS+=("$l: NOT MEASURED ($why)"); done
         return
     fi
@@ -692,7 +692,7 @@ bench_events() {
     wrk_figure "${labels[0]}" "$base/v1/names/bench" "" "" "baseline for the streams"
     rps0=$W_RPS
     if ! kill -0 "$RC_PID" 2>/dev/null; then
-        W_RPS=""; add_row "${labels[1]}"
+        not_measured "${labels[1]}"
         for l in "$glabel" "$rlabel" "$flabel"; do EVENT_ROWS+=("$l: NOT MEASURED (rollcall died)"); done
         return
     fi
@@ -713,7 +713,7 @@ bench_events() {
         rps1=$W_RPS
         kill -USR1 "$ml" 2>/dev/null
     else
-        W_RPS=""; add_row "${labels[1]}"
+        not_measured "${labels[1]}"
     fi
     for i in $(seq 300); do kill -0 "$ml" 2>/dev/null || break; sleep 0.1; done
     stop_pid "$ml"; forget_pid "$ml"
@@ -732,7 +732,9 @@ bench_events() {
     st=ok
     if [ "$(msg_field "$out" clean)" != 1 ]; then
         st=invalid
-        problem "event streams: $(msg_field "$out" ready) of $n opened right, $(msg_field "$out" alive) still open at the end, $(msg_field "$out" reached) reached by the change, $(msg_field "$out" unexpected_events) unexpected events, $(msg_field "$out" stream_errors) stream errors (see msgload's ERROR lines above)"
+        problem "event streams: $(msg_awk "$out" -v n="$n" 'BEGIN {
+            printf "%s of %s opened right, %s still open at the end, %s reached by the change, %s unexpected events, %s stream errors",
+                ready, n, alive, reached, unexpected_events, stream_errors }') (see msgload's ERROR lines above)"
     fi
     if [ -n "$rps0" ] && [ -n "$rps1" ]; then
         EVENT_ROWS+=("$(awk -v l="$glabel" -v a="$rps1" -v b="$rps0" -v st="$st" 'BEGIN {
@@ -742,16 +744,14 @@ bench_events() {
     else
         EVENT_ROWS+=("$glabel: NOT MEASURED (a wrk run failed)")
     fi
-    EVENT_ROWS+=("$(awk -v l="$rlabel" -v st="$st" -v d="$(msg_field "$out" delta_kb)" \
-        -v per="$(msg_field "$out" per_stream_bytes)" -v b="$(msg_field "$out" rss_before_kb)" \
-        -v a="$(msg_field "$out" rss_open_kb)" -v so="$(msg_field "$out" streams_open_stat)" 'BEGIN {
+    EVENT_ROWS+=("$(msg_awk "$out" -v l="$rlabel" -v st="$st" 'BEGIN {
         printf "%s: +%.1f MB (%.0f bytes per stream; VmRSS %.1f -> %.1f MB; /v1/stats streams_open %d)  target <10 MB %s",
-            l, d / 1024, per, b / 1024, a / 1024, so, (st != "ok" ? "INVALID" : (d / 1024 < 10 ? "PASS" : "BELOW")) }')")
-    EVENT_ROWS+=("$(awk -v l="$flabel" -v n="$n" -v r="$(msg_field "$out" reached)" \
-        -v p50="$(msg_field "$out" fanout_p50_ms)" -v mx="$(msg_field "$out" fanout_max_ms)" \
-        -v u="$(msg_field "$out" unexpected_events)" 'BEGIN {
+            l, delta_kb / 1024, per_stream_bytes, rss_before_kb / 1024, rss_open_kb / 1024, streams_open_stat,
+            (st != "ok" ? "INVALID" : (delta_kb / 1024 < 10 ? "PASS" : "BELOW")) }')")
+    EVENT_ROWS+=("$(msg_awk "$out" -v l="$flabel" -v n="$n" 'BEGIN {
         printf "%s: one change (POST /v1/sessions) reached %d of %d streams, p50 %.2f ms, last %.2f ms after the request; %d other events  target all %d %s",
-            l, r, n, p50, mx, u, n, (r == n && u == 0 ? "PASS" : "FAIL") }')")
+            l, reached, n, fanout_p50_ms, fanout_max_ms, unexpected_events, n,
+            (reached == n && unexpected_events == 0 ? "PASS" : "FAIL") }')")
 }
 
 # --------------------------------------------------------------- calls ---
@@ -780,45 +780,27 @@ CALL_ROWS=()
 CALL_RATE=10000
 
 bench_calls() {
-    local label="calls 1000 callers -> 16 responders" out="$TMP/calls.out"
-    local llabel="call round trip 1000 callers @${CALL_RATE}/s" lout="$TMP/calls-latency.out" st
+    local label="calls 1000 callers -> 16 responders"
+    local llabel="call round trip 1000 callers @${CALL_RATE}/s"
     if ! build_msgload; then
         CALL_ROWS+=("$label: NOT MEASURED (msgload.c did not build)" "$llabel: NOT MEASURED (msgload.c did not build)")
         return
     fi
-    msg_run "$label (closed loop)" "$out" --mode calls --callers 1000 --responders 16 \
-        --seconds "$SECS" --warmup 1
-    st=$?
-    if [ $st = 1 ]; then
-        CALL_ROWS+=("$label: NOT MEASURED ($MSG_WHY)")
-    else
-        CALL_ROWS+=("$(awk -v l="$label" -v st="$st" -v r="$(msg_field "$out" rate)" \
-            -v p50="$(msg_field "$out" p50_ms)" -v p99="$(msg_field "$out" p99_ms)" \
-            -v pend="$(msg_field "$out" pending)" -v ans="$(msg_field "$out" stat_answered)" \
-            -v to="$(msg_field "$out" timed_out)" -v e="$(msg_field "$out" errors)" \
-            -v sc="$(msg_field "$out" cpu_server)" -v w="$(msg_field "$out" server_cpu_wait_ms)" -v secs="$SECS" \
-            -v us="$(msg_field "$out" server_us_per_call)" 'BEGIN {
-            printf "%s: %.0f calls/s (closed loop, %ss; round trip p50 %.1f ms, p99 %.1f ms = 1000 callers / rate; rollcall CPU %d%%, %.1f us per call, waited %d ms for a CPU); /v1/stats after: pending %d, answered %d, timed_out %d; %d failed  target >=10000/s %s, pending 0 %s",
-                l, r, secs, p50, p99, sc, us, w, pend, ans, to, e,
-                (st != 0 ? "INVALID" : (r + 0 >= 10000 ? "PASS" : "BELOW")), (pend == 0 ? "PASS" : "FAIL") }')")
-    fi
-    msg_run "$llabel (open loop)" "$lout" --mode calls --callers 1000 --responders 16 \
-        --rate "$CALL_RATE" --seconds 5
-    st=$?
-    if [ $st = 1 ]; then
-        CALL_ROWS+=("$llabel: NOT MEASURED ($MSG_WHY)")
-    else
-        CALL_ROWS+=("$(awk -v l="$llabel" -v st="$st" -v r="$(msg_field "$lout" rate)" \
-            -v ss="$(msg_field "$lout" send_s)" -v p50="$(msg_field "$lout" p50_ms)" \
-            -v p99="$(msg_field "$lout" p99_ms)" -v mx="$(msg_field "$lout" max_ms)" \
-            -v pend="$(msg_field "$lout" pending)" -v n="$(msg_field "$lout" answered)" \
-            -v made="$(msg_field "$lout" made)" -v sch="$(msg_field "$lout" scheduled)" \
-            -v w="$(msg_field "$lout" server_cpu_wait_ms)" -v sc="$(msg_field "$lout" cpu_server)" 'BEGIN {
-            held = (made + 0 == sch + 0 && ss + 0 <= 5 * 1.02);
-            printf "%s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (open loop: %d of %d calls made in %.2f s, %d answered, %.0f/s, rate %s; pending after %d; rollcall CPU %d%%, waited %d ms for a CPU)  target p99 <5 ms %s",
-                l, p50, p99, mx, made, sch, ss, n, r, (held ? "held" : "NOT held"), pend, sc, w,
-                (st != 0 ? "INVALID" : (!held ? "BELOW (rate not held)" : (p99 + 0 < 5 ? "PASS" : "BELOW"))) }')")
-    fi
+    msg_figure "$label" "$label (closed loop)" "$TMP/calls.out" 'BEGIN {
+        printf "%s: %.0f calls/s (closed loop, %ss; round trip p50 %.1f ms, p99 %.1f ms = 1000 callers / rate; rollcall CPU %d%%, %.1f us per call, waited %d ms for a CPU); /v1/stats after: pending %d, answered %d, timed_out %d; %d failed  target >=10000/s %s, pending 0 %s",
+            l, rate, secs, p50_ms, p99_ms, cpu_server, server_us_per_call, server_cpu_wait_ms, pending,
+            stat_answered, timed_out, errors,
+            (st != 0 ? "INVALID" : (rate + 0 >= 10000 ? "PASS" : "BELOW")), (pending == 0 ? "PASS" : "FAIL") }' \
+        --mode calls --callers 1000 --responders 16 --seconds "$SECS" --warmup 1
+    CALL_ROWS+=("$MSG_ROW")
+    msg_figure "$llabel" "$llabel (open loop)" "$TMP/calls-latency.out" 'BEGIN {
+        held = (made + 0 == scheduled + 0 && send_s + 0 <= 5 * 1.02);
+        printf "%s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (open loop: %d of %d calls made in %.2f s, %d answered, %.0f/s, rate %s; pending after %d; rollcall CPU %d%%, waited %d ms for a CPU)  target p99 <5 ms %s",
+            l, p50_ms, p99_ms, max_ms, made, scheduled, send_s, answered, rate, (held ? "held" : "NOT held"), pending,
+            cpu_server, server_cpu_wait_ms,
+            (st != 0 ? "INVALID" : (!held ? "BELOW (rate not held)" : (p99_ms + 0 < 5 ? "PASS" : "BELOW"))) }' \
+        --mode calls --callers 1000 --responders 16 --rate "$CALL_RATE" --seconds 5
+    CALL_ROWS+=("$MSG_ROW")
 }
 
 # ----------------------------------------------------------------- main ---
