@@ -182,10 +182,6 @@ bool need_put(struct http_request *req, struct http_reply *rep, struct put_args 
 	if (!need_key(req, rep, a->key, &a->klen) || !need_caller(req, rep) || !need_body(req, rep, &a->body))
 		return false;
 	v = json_body_member(&a->body, "value");
-	if (v && v->vlen > req->app->cfg->max_value) {
-		reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The value is over --max-value bytes.");
-		return false;
-	}
 	a->value = "null";
 	a->vlen = 4;
 	if (v) {
@@ -196,6 +192,11 @@ bool need_put(struct http_request *req, struct http_reply *rep, struct put_args 
 		}
 		a->vlen = json_minify(v->value, v->vlen, a->minified);
 		a->value = a->minified;
+		/* the limit is on the value as kept (api.md: "once serialized") */
+		if (a->vlen > req->app->cfg->max_value) {
+			reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The value is over --max-value bytes.");
+			return false;
+		}
 	}
 	/* {"key":<escaped>,"session":"<id>","value":<value>} */
 	return need_room(rep, &a->w, a->klen * 6 + a->vlen + 64 + STORE_ID_LEN);

@@ -89,6 +89,7 @@ struct ev_stream {
 	size_t plen;
 	struct jw out;   /* formatted and not yet sent: out.buf[off..out.len) */
 	size_t off;
+	uint64_t last_sent; /* when the client last got a byte (for the keep-alive) */
 	bool ended;
 	char prefix[]; /* plen bytes + NUL */
 };
@@ -143,9 +144,11 @@ static size_t stream_read(struct http_request *req, char *buf, size_t max, bool 
 		if (es->out.len == 0) {
 			if (req->wake == STORE_WAKE_SHUTDOWN || req->app->shutting_down)
 				return 0;
-			if (req->wake == STORE_WAKE_TIMEOUT) {
+			/* A keep-alive KEEPALIVE_MS after the last byte sent, however
+			 * many changes the prefix has let pass meanwhile. */
+			if (req->now >= es->last_sent + KEEPALIVE_MS) {
 				jw_lit(&es->out, ": keep-alive\n\n");
-			} else if (store_event_watch(st, req->now + KEEPALIVE_MS, &req->waiter) == STORE_OK) {
+			} else if (store_event_watch(st, es->last_sent + KEEPALIVE_MS, &req->waiter) == STORE_OK) {
 				*wait = true;
 				return 0;
 			} else {
@@ -158,6 +161,7 @@ static size_t stream_read(struct http_request *req, char *buf, size_t max, bool 
 	n = es->out.len - es->off < max ? es->out.len - es->off : max;
 	memcpy(buf, es->out.buf + es->off, n);
 	es->off += n;
+	es->last_sent = req->now;
 	return n;
 }
 
@@ -190,6 +194,7 @@ static void start_stream(struct http_request *req, struct http_reply *rep, uint6
 		return;
 	}
 	es->cursor = after;
+	es->last_sent = req->now;
 	memcpy(es->prefix, prefix, plen);
 	es->plen = plen;
 	req->stream_state = es;
@@ -277,6 +282,9 @@ void events_get(struct http_request *req, struct http_reply *rep)
 	if (deadline <= req->now)
 		return;
 	http_reply_clear(rep);
+	/* Nothing up to here let through: on waking, look only at what is new
+	 * (not at everything since the request came, on every change). */
+	req->saved = store_index(st);
 	rc = store_event_watch(st, deadline, &req->waiter);
 	if (rc != STORE_OK) {
 		reply_store_error(rep, rc);

@@ -413,6 +413,8 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 
 	if (rep->stream) {
 		r->req.stream = rep->stream; /* on_completed frees its state */
+		if (r->loop->app->metrics)
+			r->loop->app->metrics->streams_open++; /* on_completed takes it back */
 		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r, NULL);
 	} else if (rep->body && rep->body_static) {
 		resp = MHD_create_response_from_buffer(rep->body_len, rep->body, MHD_RESPMEM_PERSISTENT);
@@ -455,8 +457,6 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		metrics_record(r->loop->app->metrics, r->req.route, rep->status, r->waited,
 			       (double)(t1.tv_sec - r->t0.tv_sec) + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e9);
-		if (rep->stream)
-			r->loop->app->metrics->streams_open++;
 	}
 	if (r->loop->app->cfg->log_requests)
 		log_request(r, rep);
@@ -551,7 +551,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	if (!r->started) {
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		r->started = true;
-		head_unlist(l, conn_state_of(conn)); /* its head is complete */
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		r->req.method = router_method(method);
 		r->method = method;
@@ -575,6 +574,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	/* The whole request is in (a body trickled in slowly counts against
+	 * the same deadline as the head); a waiting request has no deadline. */
+	head_unlist(l, conn_state_of(conn));
 	if (r->client_gone)
 		return MHD_NO;
 	if (r->too_large)

@@ -1,6 +1,6 @@
 /* request: what a handler sees of an HTTP request and what it answers, with
  * no libmicrohttpd type in sight, so a handler can be called from a test
- * without a socket. server/http.c fills these from libmicrohttpd. */
+ * without a socket. server/daemon.c fills these from libmicrohttpd. */
 #ifndef ROLLCALL_REQUEST_H
 #define ROLLCALL_REQUEST_H
 

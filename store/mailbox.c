@@ -48,11 +48,6 @@ void store_payload_unref(struct store_payload *p)
 	free(p);
 }
 
-size_t store_queued_count(const struct store *st)
-{
-	return st->queued;
-}
-
 enum store_rc store_mailbox_push(struct store *st, struct store_session *s, struct store_payload *p)
 {
 	struct store_msg *m;

@@ -19,7 +19,7 @@
 #define STORE_LABEL_MAX 256 /* bytes of a session label */
 #define STORE_CALL_ID_LEN 32 /* hex characters of a call id */
 
-/* Results of store calls. handlers/errors.c maps each to an HTTP answer. */
+/* Results of store calls. server/reply.c maps each to an HTTP answer. */
 enum store_rc {
 	STORE_OK = 0,              /* done; for a register: an existing entry was updated */
 	STORE_CREATED,             /* done, and a new entry was made */
@@ -362,9 +362,6 @@ enum store_rc store_mailbox_push_all(struct store *st, struct store_session *con
 /* Acknowledges and removes every message with seq <= after. */
 void store_mailbox_ack(struct store *st, struct store_session *s, uint64_t after);
 
-/* Messages in all mailboxes. */
-size_t store_queued_count(const struct store *st);
-
 /* Parks w as s's pending receive until a message arrives (FIRED), the
  * deadline (TIMEOUT), a newer receive (the older gets REPLACED), or the end
  * of s (GONE). While parked, s does not expire; when it ends, however it
@@ -416,7 +413,7 @@ const char *store_event_type_name(enum store_event_type t);
 /* --- waiters and time --- */
 
 /* Parks w until key is registered (wake FIRED) or until deadline (wake
- * TIMEOUT). STORE_OK or STORE_E_NOMEM. */
+ * TIMEOUT). STORE_OK, STORE_E_LIMIT (max_waiters) or STORE_E_NOMEM. */
 enum store_rc store_name_await(struct store *st, const char *key, size_t klen,
 			       uint64_t deadline, struct store_waiter *w);
 
@@ -433,7 +430,7 @@ size_t store_tick(struct store *st, uint64_t now, size_t budget);
 /* The earliest deadline in the store, or UINT64_MAX when none. */
 uint64_t store_next_deadline(const struct store *st);
 
-/* Wakes every parked waiter (awaits and receives) with STORE_WAKE_SHUTDOWN. */
+/* Wakes every parked waiter (awaits, receives, watchers, calls) with STORE_WAKE_SHUTDOWN. */
 void store_wake_all(struct store *st);
 
 /* Number of parked waiters of every kind. */

@@ -869,3 +869,32 @@ def test_slowloris_trickling_is_ended(ctx):
                          f"is never ended")
     finally:
         slow.close()
+
+
+@test
+def test_trickled_body_is_ended(ctx):
+    """A body trickled a byte at a time, more often than --idle-timeout, is
+    held to the same deadline as the head: the whole request must arrive
+    within the idle timeout."""
+    srv = ctx.start("--idle-timeout", "2")
+    alive, s = sentinel(ctx, srv)
+    rc = RawConn(srv, timeout=10)
+    k = ctx.uid()
+    rc.send(f"PUT {name_path(k)} HTTP/1.1\r\nHost: x\r\nX-Session-Token: {s.token}\r\n"
+            f"Content-Length: 40\r\n\r\n")
+    t0 = time.monotonic()
+    closed = False
+    try:
+        for ch in '{"value": 1' + " " * 28:
+            rc.send(ch)
+            if rc.closed_by_peer(0.5):
+                closed = True
+                break
+    except OSError:
+        closed = True
+    took = time.monotonic() - t0
+    check(closed, f"a trickled body was still open after {took:.1f} s (--idle-timeout 2)")
+    check(took < 4.0, f"closed only after {took:.1f} s")
+    rc.close()
+    expect_error(ctx.client(srv).get_name(k), 404, "name_not_found")
+    alive("a trickled body")

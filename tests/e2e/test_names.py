@@ -382,3 +382,17 @@ def test_value_reprinted_compactly_or_raw_is_json(ctx):
     b = expect_json(c.put_name(k, token=s.token, raw=raw), 201)
     eq(b["value"], {"z": [1, 2], "a": {}}, "value")
     json.loads(c.get_name(k).body)
+
+
+@test
+def test_value_limit_counts_the_value_as_kept(ctx):
+    """--max-value applies to the value once serialized (kept minified): white
+    space between tokens does not count."""
+    srv = ctx.start("--max-value", "20")
+    c = ctx.client(srv)
+    s = c.session()
+    k = ctx.uid()
+    raw = '{"value": {"a": 1,   "b": [1, 2]}}'  # 17 bytes minified, 24 as sent
+    b = expect_json(c.put_name(k, token=s.token, raw=raw), 201)
+    eq(b["value"], {"a": 1, "b": [1, 2]}, "value")
+    expect_error(c.put_name(k + "x", {"a": "x" * 20}, s.token), 413, "payload_too_large")
