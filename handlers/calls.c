@@ -67,6 +67,7 @@ void calls_start(struct http_request *req, struct http_reply *rep)
 	struct json_body b = { 0 };
 	const struct json_member *body;
 	struct store_session *to;
+	struct store_entry *rr;
 	struct store_call *c;
 	struct target t;
 	enum store_rc rc;
@@ -82,13 +83,15 @@ void calls_start(struct http_request *req, struct http_reply *rep)
 		reply_error(rep, ERR_BAD_REQUEST, "A call has one receiver: a name, a session, or a group with pick.");
 		goto out;
 	}
-	if (!target_single(req, rep, &t, &to))
+	if (!target_single(req, rep, &t, &to, &rr))
 		goto out;
 	rc = store_call_start(req->app->store, to, req->caller ? req->caller->id : NULL,
 			      json_body_member(&b, "to")->value, json_body_member(&b, "to")->vlen,
 			      body ? body->value : "null", body ? body->vlen : 4, req->now + ms, &req->waiter, &c);
 	if (rc != STORE_OK) {
 		reply_store_error(rep, rc);
+		if (rr && rc != STORE_E_MAILBOX_FULL) /* the server failed, not the member: it keeps its turn */
+			store_group_unpick(rr);
 		goto out;
 	}
 	req->state = c;

@@ -60,9 +60,10 @@ bool need_message(struct http_request *req, struct http_reply *rep, struct json_
 
 /* The one session t names (a name's holder, a session, a picked member),
  * or NULL for a broadcast: 404 name_not_found, session_not_found,
- * group_empty answered. */
+ * group_empty answered. *rr is the entry a round-robin pick took (else
+ * NULL), to give back with store_group_unpick() when the request fails. */
 bool target_single(struct http_request *req, struct http_reply *rep, const struct target *t,
-		   struct store_session **to);
+		   struct store_session **to, struct store_entry **rr);
 
 /* calls.c */
 void calls_start(struct http_request *req, struct http_reply *rep);

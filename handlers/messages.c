@@ -127,7 +127,7 @@ out:
 }
 
 bool target_single(struct http_request *req, struct http_reply *rep, const struct target *t,
-		   struct store_session **to)
+		   struct store_session **to, struct store_entry **rr)
 {
 	struct store *st = req->app->store;
 	struct store_entry *e;
@@ -135,6 +135,7 @@ bool target_single(struct http_request *req, struct http_reply *rep, const struc
 	enum store_rc rc;
 
 	*to = NULL;
+	*rr = NULL;
 	switch (t->kind) {
 	case T_NAME:
 		n = store_name_get(st, t->key, t->klen);
@@ -160,6 +161,8 @@ bool target_single(struct http_request *req, struct http_reply *rep, const struc
 			return false;
 		}
 		*to = e->session;
+		if (t->how == STORE_PICK_ROUND_ROBIN)
+			*rr = e;
 		break;
 	case T_PROP:
 		break;
@@ -191,34 +194,41 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 	const struct json_member *body;
 	struct store_session *to = NULL;
 	struct store_payload *p = NULL;
+	struct store_entry *rr = NULL;
 	struct target t;
 	enum store_rc rc;
 	struct jw w = { 0 };
 
 	/* One receiver, found first, so that a missing one is a 404. */
-	if (!need_message(req, rep, &b, &t, &body) || !target_single(req, rep, &t, &to))
+	if (!need_message(req, rep, &b, &t, &body) || !target_single(req, rep, &t, &to, &rr))
 		goto out;
 	p = store_payload_new(req->caller ? req->caller->id : NULL, json_body_member(&b, "to")->value,
 			      json_body_member(&b, "to")->vlen, body ? body->value : "null", body ? body->vlen : 4);
-	if (!p) {
-		reply_store_error(rep, STORE_E_NOMEM);
-		goto out;
-	}
+	if (!p)
+		goto fail;
 	if (!to) {
 		if (broadcast(req, rep, t.kind == T_PROP ? store_prop_get(st, t.key, t.klen)
 							 : store_group_get(st, t.key, t.klen), p, &w))
 			reply_jw(rep, 202, &w);
 		goto out;
 	}
-	if (!need_room(rep, &w, 32))
-		goto out;
+	if (!jw_grow(&w, 32))
+		goto fail;
 	rc = store_mailbox_push(st, to, p);
 	if (rc != STORE_OK) {
 		reply_store_error(rep, rc);
-		goto out;
+		if (rc == STORE_E_MAILBOX_FULL)
+			goto out; /* a full member loses its turn: the next send goes on */
+		goto undo;
 	}
 	jw_lit(&w, "{\"delivered\":1}");
 	reply_jw(rep, 202, &w);
+	goto out;
+fail:
+	reply_store_error(rep, STORE_E_NOMEM);
+undo:
+	if (rr) /* the server failed, not the member: it keeps its turn */
+		store_group_unpick(rr);
 out:
 	free(w.buf);
 	store_payload_unref(p);

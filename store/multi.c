@@ -393,3 +393,8 @@ enum store_rc store_group_pick(struct store *st, const char *group, size_t glen,
 	}
 	return STORE_OK;
 }
+
+void store_group_unpick(struct store_entry *e)
+{
+	e->key->rr = e;
+}

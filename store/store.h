@@ -338,6 +338,10 @@ size_t store_group_page(struct store *st, const char *prefix, size_t plen, const
 enum store_rc store_group_pick(struct store *st, const char *group, size_t glen, enum store_pick how,
 			       const char *hash_key, size_t hklen, struct store_entry **out);
 
+/* Takes back a round-robin pick of e (the last pick of its group) whose
+ * request then failed, so that e's turn is not lost. */
+void store_group_unpick(struct store_entry *e);
+
 /* --- messages --- */
 
 /* A payload with one reference: from (a session id, or NULL), to and body

@@ -434,6 +434,28 @@ static void test_pick_round_robin_survives_leave_and_join(void **state)
 	store_free(st);
 }
 
+static void test_pick_round_robin_unpick_gives_the_turn_back(void **state)
+{
+	struct store *st = new_store(0);
+	struct store_session *s[3];
+	struct store_entry *e;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		s[i] = mk(st, 0);
+		join(st, s[i], "g", "0");
+	}
+	assert_ptr_equal(pick(st, "g", STORE_PICK_ROUND_ROBIN, NULL), s[0]);
+	assert_int_equal(store_group_pick(st, "g", 1, STORE_PICK_ROUND_ROBIN, NULL, 0, &e), STORE_OK);
+	assert_ptr_equal(e->session, s[1]);
+	store_group_unpick(e); /* its request failed on the server's side */
+	assert_ptr_equal(pick(st, "g", STORE_PICK_ROUND_ROBIN, NULL), s[1]);
+	assert_ptr_equal(pick(st, "g", STORE_PICK_ROUND_ROBIN, NULL), s[2]);
+	assert_ptr_equal(pick(st, "g", STORE_PICK_ROUND_ROBIN, NULL), s[0]);
+	store_free(st);
+}
+
 static void test_pick_hash_is_stable_for_a_key(void **state)
 {
 	struct store *st = new_store(0);
@@ -569,6 +591,7 @@ int main(void)
 		cmocka_unit_test(test_pick_random_covers_members_evenly),
 		cmocka_unit_test(test_pick_round_robin_visits_each_once_in_join_order),
 		cmocka_unit_test(test_pick_round_robin_survives_leave_and_join),
+		cmocka_unit_test(test_pick_round_robin_unpick_gives_the_turn_back),
 		cmocka_unit_test(test_pick_hash_is_stable_for_a_key),
 		cmocka_unit_test(test_pick_hash_moves_only_the_leavers_keys),
 		cmocka_unit_test(test_pick_hash_join_moves_keys_only_to_the_newcomer),
