@@ -148,7 +148,8 @@ static size_t stream_read(struct http_request *req, char *buf, size_t max, bool 
 			 * many changes the prefix has let pass meanwhile. */
 			if (req->now >= es->last_sent + KEEPALIVE_MS) {
 				jw_lit(&es->out, ": keep-alive\n\n");
-			} else if (store_event_watch(st, es->last_sent + KEEPALIVE_MS, &req->waiter) == STORE_OK) {
+			} else if (store_event_watch(st, es->last_sent + KEEPALIVE_MS, &req->waiter, es->prefix, es->plen) ==
+				   STORE_OK) {
 				*wait = true;
 				return 0;
 			} else {
@@ -232,6 +233,12 @@ static void reply_events(struct http_request *req, struct http_reply *rep, uint6
 	reply_jw(rep, 200, &w);
 }
 
+static void free_state(struct http_request *req)
+{
+	free(req->state);
+	req->state = NULL;
+}
+
 /* {"events": [the reset object], "last": index}: list again, then follow. */
 static void reply_reset(struct http_reply *rep, uint64_t index)
 {
@@ -285,7 +292,16 @@ void events_get(struct http_request *req, struct http_reply *rep)
 	/* Nothing up to here let through: on waking, look only at what is new
 	 * (not at everything since the request came, on every change). */
 	req->saved = store_index(st);
-	rc = store_event_watch(st, deadline, &req->waiter);
+	if (!req->state && plen) { /* the filter must outlive this call: the waiter keeps it */
+		req->state = malloc(plen);
+		if (!req->state) {
+			reply_store_error(rep, STORE_E_NOMEM);
+			return;
+		}
+		memcpy(req->state, prefix, plen);
+		req->cleanup = free_state;
+	}
+	rc = store_event_watch(st, deadline, &req->waiter, req->state, plen);
 	if (rc != STORE_OK) {
 		reply_store_error(rep, rc);
 		return;

@@ -54,6 +54,7 @@ void store_emit(struct store *st, enum store_event_type type, const struct store
 		const char *key, size_t klen, const char *value, size_t vlen)
 {
 	size_t size = sizeof(struct ring_event) + klen + 1 + (value ? vlen + 1 : 0);
+	struct store_waiter *w, *next;
 	struct ring_event *e;
 
 	st->index++;
@@ -90,8 +91,13 @@ void store_emit(struct store *st, enum store_event_type type, const struct store
 		*slot(st, st->index) = e;
 		st->ring_bytes += size;
 	}
-	while (st->watchers)
-		store_waiter_wake(st, st->watchers, STORE_WAKE_FIRED);
+	/* Only the watchers this change concerns wake: a prefix watcher
+	 * sleeps through changes to other keys and through session events. */
+	for (w = st->watchers; w; w = next) {
+		next = w->next;
+		if (!w->plen || (klen >= w->plen && !memcmp(key, w->prefix, w->plen)))
+			store_waiter_wake(st, w, STORE_WAKE_FIRED);
+	}
 }
 
 uint64_t store_event_oldest(const struct store *st)
@@ -106,12 +112,15 @@ const struct store_event *store_event_at(const struct store *st, uint64_t index)
 	return &(*slot(st, index))->ev;
 }
 
-enum store_rc store_event_watch(struct store *st, uint64_t deadline, struct store_waiter *w)
+enum store_rc store_event_watch(struct store *st, uint64_t deadline, struct store_waiter *w,
+				const char *prefix, size_t plen)
 {
 	enum store_rc rc = store_waiter_park(st, w, WK_EVENTS, deadline);
 
 	if (rc != STORE_OK)
 		return rc;
+	w->prefix = prefix;
+	w->plen = plen;
 	w->prev = NULL;
 	w->next = st->watchers;
 	if (st->watchers)

@@ -169,6 +169,8 @@ struct store_waiter {
 	struct store_waiter *gprev, *gnext; /* in the store's list of all waiters */
 	struct store_session *session;    /* a receive's session */
 	struct store_call *call;          /* a call's */
+	const char *prefix;               /* an event watcher's filter */
+	size_t plen;
 };
 
 /* A call (request and reply): its message sits in the receiver's mailbox
@@ -407,9 +409,12 @@ const struct store_event *store_event_at(const struct store *st, uint64_t index)
  * seen up to `after` has missed events when after + 1 < this. */
 uint64_t store_event_oldest(const struct store *st);
 
-/* Parks w until the next change (FIRED) or the deadline (TIMEOUT).
- * STORE_OK, STORE_E_LIMIT, STORE_E_NOMEM. */
-enum store_rc store_event_watch(struct store *st, uint64_t deadline, struct store_waiter *w);
+/* Parks w until the next change whose key or group starts with prefix
+ * (plen 0: any change, session events included) (FIRED), or the deadline
+ * (TIMEOUT). prefix must stay valid while w is parked. STORE_OK,
+ * STORE_E_LIMIT, STORE_E_NOMEM. */
+enum store_rc store_event_watch(struct store *st, uint64_t deadline, struct store_waiter *w,
+				const char *prefix, size_t plen);
 
 /* "session_created", "name_registered", ... */
 const char *store_event_type_name(enum store_event_type t);
