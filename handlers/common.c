@@ -305,3 +305,25 @@ void reply_keys(struct http_reply *rep, const char *field, struct store_key *con
 	jw_page_close(&w, more, n ? page[n - 1]->key : NULL, n ? page[n - 1]->klen : 0);
 	reply_jw(rep, 200, &w);
 }
+
+bool need_pick(struct http_reply *rep, const char *name, enum store_pick *how)
+{
+	static const struct {
+		const char *name;
+		enum store_pick how;
+	} picks[] = {
+		{ "random", STORE_PICK_RANDOM },
+		{ "round_robin", STORE_PICK_ROUND_ROBIN },
+		{ "hash", STORE_PICK_HASH },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(picks) / sizeof(picks[0]); i++) {
+		if (!strcmp(name, picks[i].name)) {
+			*how = picks[i].how;
+			return true;
+		}
+	}
+	reply_error(rep, ERR_BAD_REQUEST, "pick must be random, round_robin or hash.");
+	return false;
+}

@@ -34,19 +34,11 @@ static bool query_pick(struct http_request *req, struct http_reply *rep, bool *p
 	size_t n;
 	bool has_hk;
 
-	if (!query_text(req, rep, "pick", v, &n, present) || !*present)
-		return *present ? false : true;
-	if (!strcmp(v, "random")) {
-		*how = STORE_PICK_RANDOM;
-	} else if (!strcmp(v, "round_robin")) {
-		*how = STORE_PICK_ROUND_ROBIN;
-	} else if (!strcmp(v, "hash")) {
-		*how = STORE_PICK_HASH;
-	} else {
-		reply_error(rep, ERR_BAD_REQUEST, "pick must be random, round_robin or hash.");
+	if (!query_text(req, rep, "pick", v, &n, present))
 		return false;
-	}
-	if (!query_text(req, rep, "hash_key", hk, hklen, &has_hk))
+	if (!*present)
+		return true;
+	if (!need_pick(rep, v, how) || !query_text(req, rep, "hash_key", hk, hklen, &has_hk))
 		return false;
 	if (*how == STORE_PICK_HASH && !has_hk) {
 		reply_error(rep, ERR_BAD_REQUEST, "pick=hash needs a hash_key.");

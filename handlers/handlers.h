@@ -37,6 +37,10 @@ void groups_list(struct http_request *req, struct http_reply *rep);
 void messages_send(struct http_request *req, struct http_reply *rep);
 void messages_receive(struct http_request *req, struct http_reply *rep);
 
+/* The pick named name ("random", "round_robin", "hash"): 400 bad_request
+ * for another. */
+bool need_pick(struct http_reply *rep, const char *name, enum store_pick *how);
+
 /* A message's target, from the body's "to". */
 enum target_kind { T_NAME, T_SESSION, T_PROP, T_GROUP };
 struct target {

@@ -69,21 +69,15 @@ bool need_target(const struct json_body *b, struct http_reply *rep, struct targe
 		return false;
 	}
 	t->pick = true;
-	if (!strcmp(pick->valuestring, "random")) {
-		t->how = STORE_PICK_RANDOM;
-	} else if (!strcmp(pick->valuestring, "round_robin")) {
-		t->how = STORE_PICK_ROUND_ROBIN;
-	} else if (!strcmp(pick->valuestring, "hash")) {
-		t->how = STORE_PICK_HASH;
+	if (!need_pick(rep, pick->valuestring, &t->how))
+		return false;
+	if (t->how == STORE_PICK_HASH) {
 		if (!cJSON_IsString(hk)) {
 			reply_error(rep, ERR_BAD_REQUEST, "pick hash needs a string hash_key.");
 			return false;
 		}
 		t->hash_key = hk->valuestring;
 		t->hklen = strlen(hk->valuestring);
-	} else {
-		reply_error(rep, ERR_BAD_REQUEST, "pick must be random, round_robin or hash.");
-		return false;
 	}
 	return true;
 }

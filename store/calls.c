@@ -95,11 +95,9 @@ enum store_rc store_call_reply(struct store *st, const char *id, size_t idlen, s
 	c = container_of(hn, struct store_call, node);
 	if (!replier || replier != c->receiver)
 		return STORE_E_NOT_RECEIVER;
-	c->reply = malloc(blen + 1);
+	c->reply = store_dup(body, blen);
 	if (!c->reply)
 		return STORE_E_NOMEM;
-	memcpy(c->reply, body, blen);
-	c->reply[blen] = '\0';
 	c->rlen = blen;
 	unlink_call(st, c);
 	st->calls_answered++;

@@ -7,17 +7,6 @@
 
 #include "store_int.h"
 
-static char *dup_text(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-
-	if (d) {
-		memcpy(d, s, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
 struct store_payload *store_payload_new(const char *from, const char *to, size_t tolen,
 					const char *body, size_t blen)
 {
@@ -28,8 +17,8 @@ struct store_payload *store_payload_new(const char *from, const char *to, size_t
 	p->refs = 1;
 	if (from)
 		memcpy(p->from, from, STORE_ID_LEN);
-	p->to = dup_text(to, tolen);
-	p->body = dup_text(body, blen);
+	p->to = store_dup(to, tolen);
+	p->body = store_dup(body, blen);
 	p->tolen = tolen;
 	p->blen = blen;
 	if (!p->to || !p->body) {

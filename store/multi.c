@@ -77,17 +77,6 @@ static struct store_entry *find_entry(struct store_multi *m, const struct store_
 	return hn ? container_of(hn, struct store_entry, node) : NULL;
 }
 
-static char *copy_value(const char *value, size_t vlen)
-{
-	char *v = malloc(vlen + 1);
-
-	if (v) {
-		memcpy(v, value, vlen);
-		v[vlen] = '\0';
-	}
-	return v;
-}
-
 static struct store_key *new_key(struct store_multi *m, const char *key, size_t klen)
 {
 	struct store_key *k = calloc(1, sizeof(*k) + klen + 1);
@@ -140,7 +129,7 @@ static enum store_rc set(struct store *st, bool groups, struct store_session *s,
 	struct store_multi *m = table(st, groups);
 	struct store_key *k = find_key(m, key, klen);
 	struct store_entry *e = k ? find_entry(m, s, k) : NULL;
-	char *v = copy_value(value, vlen);
+	char *v = store_dup(value, vlen);
 	bool new_k = false;
 
 	if (!v)

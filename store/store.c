@@ -17,6 +17,17 @@ static uint64_t rand64(struct store *st)
 	return v;
 }
 
+char *store_dup(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
 void store_hex(const unsigned char *b, size_t n, char *out)
 {
 	static const char hx[] = "0123456789abcdef";
@@ -156,13 +167,11 @@ enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 	if (!s)
 		return STORE_E_NOMEM;
 	if (label) {
-		s->label = malloc(label_len + 1);
+		s->label = store_dup(label, label_len);
 		if (!s->label) {
 			free(s);
 			return STORE_E_NOMEM;
 		}
-		memcpy(s->label, label, label_len);
-		s->label[label_len] = '\0';
 		s->label_len = label_len;
 	}
 	do { /* 64 and 128 random bits: a collision is astronomically rare, but cheap to rule out */
@@ -328,12 +337,10 @@ enum store_rc store_name_register(struct store *st, struct store_session *s,
 {
 	struct hmap_node *hn = hmap_get(&st->names, key, klen);
 	struct store_name *n;
-	char *v = malloc(vlen + 1);
+	char *v = store_dup(value, vlen);
 
 	if (!v)
 		return STORE_E_NOMEM;
-	memcpy(v, value, vlen);
-	v[vlen] = '\0';
 	if (hn) {
 		n = container_of(hn, struct store_name, node);
 		*out = n;
