@@ -55,11 +55,26 @@ static void jw_reset(struct jw *w, uint64_t index)
 }
 
 /* True when a client that has seen up to after must list again: it missed
- * events no longer kept, or its index is from another history (ahead of
- * ours: the server restarted, and indices began again at 1). */
-static bool stale(const struct store *st, uint64_t after)
+ * events no longer kept, or (on a single node) its index is from another
+ * history (ahead of ours: the server restarted, and indices began again
+ * at 1). In a cluster an index ahead of this node's copy is one it has not
+ * reached yet: the client waits for it. */
+static bool stale(const struct http_request *req, uint64_t after)
 {
-	return after > store_index(st) || (after < store_index(st) && after + 1 < store_event_oldest(st));
+	const struct store *st = req->app->store;
+
+	return (after > store_index(st) && !req->app->cluster) || store_event_missed(st, after);
+}
+
+/* The end (seq) of the run of events sharing the index of the event at
+ * seq: an answer never splits an index. */
+static uint64_t index_end(const struct store *st, uint64_t seq, uint64_t end)
+{
+	uint64_t index = store_event_get(st, seq)->index;
+
+	while (++seq < end && store_event_get(st, seq)->index == index)
+		;
+	return seq;
 }
 
 /* Where to start: ?after=N, else Last-Event-ID, else now. 400 when either is bad. */
@@ -94,35 +109,48 @@ struct ev_stream {
 	char prefix[]; /* plen bytes + NUL */
 };
 
-/* "id: N\nevent: T\ndata: " ... "\n\n" around one data line (JSON has no raw newline). */
-static void out_head(struct jw *w, uint64_t index, const char *type)
+/* "id: N\nevent: T\ndata: " ... "\n\n" around one data line (JSON has no
+ * raw newline). Only the last event of an index carries its id, so a
+ * stream cut inside an index resumes with the whole index again. */
+static void out_head(struct jw *w, uint64_t index, bool with_id, const char *type)
 {
-	jw_lit(w, "id: ");
-	jw_u64(w, index);
-	jw_lit(w, "\nevent: ");
+	if (with_id) {
+		jw_lit(w, "id: ");
+		jw_u64(w, index);
+		jw_lit(w, "\n");
+	}
+	jw_lit(w, "event: ");
 	jw_lit(w, type);
 	jw_lit(w, "\ndata: ");
 }
 
 /* Formats what is new since the cursor, up to a batch. False when out of memory. */
-static bool fill(struct store *st, struct ev_stream *es)
+static bool fill(struct http_request *req, struct ev_stream *es)
 {
-	uint64_t last = store_index(st);
+	struct store *st = req->app->store;
+	uint64_t last = store_index(st), seq, end = store_event_end(st);
 
-	if (stale(st, es->cursor)) {
-		out_head(&es->out, last, "reset");
+	if (stale(req, es->cursor)) {
+		out_head(&es->out, last, true, "reset");
 		jw_reset(&es->out, last);
 		jw_lit(&es->out, "\n\n");
 		es->cursor = last;
 	}
-	while (es->cursor < last && es->out.len < STREAM_BATCH) {
-		const struct store_event *e = store_event_at(st, es->cursor + 1);
-		if (e && matches(e, es->prefix, es->plen)) {
-			out_head(&es->out, e->index, store_event_type_name(e->type));
+	for (seq = store_event_seek(st, es->cursor); seq < end && es->out.len < STREAM_BATCH;) {
+		uint64_t stop = index_end(st, seq, end), lastm = stop, i;
+		for (i = seq; i < stop; i++) /* the last event of the index that the prefix lets through */
+			if (matches(store_event_get(st, i), es->prefix, es->plen))
+				lastm = i;
+		for (i = seq; i < stop; i++) {
+			const struct store_event *e = store_event_get(st, i);
+			if (!matches(e, es->prefix, es->plen))
+				continue;
+			out_head(&es->out, e->index, i == lastm, store_event_type_name(e->type));
 			jw_event(&es->out, e);
 			jw_lit(&es->out, "\n\n");
 		}
-		es->cursor++;
+		es->cursor = store_event_get(st, seq)->index;
+		seq = stop;
 	}
 	return !es->out.oom;
 }
@@ -137,7 +165,7 @@ static size_t stream_read(struct http_request *req, char *buf, size_t max, bool 
 		es->off = es->out.len = 0;
 		if (es->ended)
 			return 0;
-		if (!fill(st, es)) {
+		if (!fill(req, es)) {
 			es->ended = true; /* out of memory: end it; the client reconnects */
 			return 0;
 		}
@@ -207,25 +235,29 @@ static void start_stream(struct http_request *req, struct http_reply *rep, uint6
 
 /* --- the long-poll --- */
 
-/* {"events": [up to max after `after`, that the prefix lets through], "last"}. */
+/* {"events": [up to max after `after`, that the prefix lets through, and
+ * the rest of the last one's index], "last"}. */
 static void reply_events(struct http_request *req, struct http_reply *rep, uint64_t after,
 			 const char *prefix, size_t plen, size_t max, size_t *count)
 {
 	struct store *st = req->app->store;
-	uint64_t i, end = store_index(st), last = end;
+	uint64_t seq, end = store_event_end(st), last = store_index(st);
 	struct jw w = { 0 };
 
 	*count = 0;
 	jw_lit(&w, "{\"events\":[");
-	for (i = after + 1; i <= end && *count < max; i++) {
-		const struct store_event *e = store_event_at(st, i);
-		if (!e || !matches(e, prefix, plen))
-			continue;
-		if (*count)
-			jw_lit(&w, ",");
-		jw_event(&w, e);
-		last = i;
-		(*count)++;
+	for (seq = store_event_seek(st, after); seq < end && *count < max;) {
+		uint64_t stop = index_end(st, seq, end);
+		for (; seq < stop; seq++) {
+			const struct store_event *e = store_event_get(st, seq);
+			if (!matches(e, prefix, plen))
+				continue;
+			if (*count)
+				jw_lit(&w, ",");
+			jw_event(&w, e);
+			last = e->index;
+			(*count)++;
+		}
 	}
 	jw_lit(&w, "],\"last\":");
 	jw_u64(&w, last);
@@ -277,7 +309,7 @@ void events_get(struct http_request *req, struct http_reply *rep)
 		reply_error(rep, ERR_SHUTTING_DOWN, NULL);
 		return;
 	}
-	if (stale(st, after)) {
+	if (stale(req, after)) {
 		reply_reset(rep, store_index(st));
 		return;
 	}
@@ -291,7 +323,8 @@ void events_get(struct http_request *req, struct http_reply *rep)
 	http_reply_clear(rep);
 	/* Nothing up to here let through: on waking, look only at what is new
 	 * (not at everything since the request came, on every change). */
-	req->saved = store_index(st);
+	if (store_index(st) > req->saved)
+		req->saved = store_index(st);
 	if (!req->state && plen) { /* the filter must outlive this call: the waiter keeps it */
 		req->state = malloc(plen);
 		if (!req->state) {

@@ -15,10 +15,13 @@
 enum http_method { HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_OTHER, HTTP_METHOD_COUNT };
 
 /* What every handler shares: the registry and the settings. */
+struct cluster;
+
 struct app {
 	struct store *store;
 	const struct config *cfg;
 	struct metrics *metrics;
+	struct cluster *cluster; /* NULL on a single node (no --etcd) */
 	bool shutting_down;
 };
 

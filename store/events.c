@@ -1,7 +1,9 @@
-/* events: the log of recent changes. Every change appends one event with
- * the next index to a ring of at most event_buffer events and event_bytes
- * bytes; the oldest go first. Indices have no gaps, so event i sits in slot
- * i % capacity. Watchers (long-polls, streams) wake on each append. */
+/* events: the log of recent changes. Every change appends one event to a
+ * ring of at most event_buffer events and event_bytes bytes; the oldest go
+ * first. Events are numbered by position (seq, no gaps: event seq sits in
+ * slot seq % capacity) and carry the index of their change: one per event
+ * on a single node, an etcd revision (shared, with gaps) in a cluster.
+ * Watchers (long-polls, streams) wake on each append. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,31 +22,32 @@ int store_events_init(struct store *st)
 	if (!st->cfg.event_bytes)
 		st->cfg.event_bytes = (size_t)64 << 20;
 	st->ring = calloc(st->cfg.event_buffer, sizeof(*st->ring));
-	st->oldest = 1;
 	return st->ring ? 0 : -1;
 }
 
-static struct ring_event **slot(const struct store *st, uint64_t index)
+static struct ring_event **slot(const struct store *st, uint64_t seq)
 {
-	return &st->ring[index % st->cfg.event_buffer];
+	return &st->ring[seq % st->cfg.event_buffer];
 }
 
-/* Drops the oldest kept event. */
+/* Drops the oldest kept event; whoever has not seen its index must list again. */
 static void drop_oldest(struct store *st)
 {
-	struct ring_event **sl = slot(st, st->oldest);
+	struct ring_event **sl = slot(st, st->ev_oldest);
 
+	if ((*sl)->ev.index > st->dropped)
+		st->dropped = (*sl)->ev.index;
 	st->ring_bytes -= (*sl)->size;
 	free(*sl);
 	*sl = NULL;
-	st->oldest++;
+	st->ev_oldest++;
 }
 
 void store_events_free(struct store *st)
 {
 	if (!st->ring)
 		return;
-	while (st->oldest <= st->index)
+	while (st->ev_oldest < st->ev_next)
 		drop_oldest(st);
 	free(st->ring);
 	st->ring = NULL;
@@ -57,18 +60,19 @@ void store_emit(struct store *st, enum store_event_type type, const struct store
 	struct store_waiter *w, *next;
 	struct ring_event *e;
 
-	st->index++;
-	while (st->oldest <= st->index - 1 &&
-	       (st->index - st->oldest >= st->cfg.event_buffer || st->ring_bytes + size > st->cfg.event_bytes))
+	if (!st->applying)
+		st->index++;
+	while (st->ev_oldest < st->ev_next &&
+	       (st->ev_next - st->ev_oldest >= st->cfg.event_buffer || st->ring_bytes + size > st->cfg.event_bytes))
 		drop_oldest(st);
 	e = malloc(size);
 	if (!e) {
 		/* The change stands; its event cannot be kept. Forget the whole
 		 * log, so that anyone asking for it is told to list again (reset)
 		 * rather than shown a gap. */
-		while (st->oldest <= st->index - 1)
+		while (st->ev_oldest < st->ev_next)
 			drop_oldest(st);
-		st->oldest = st->index + 1;
+		st->dropped = st->index;
 	} else {
 		e->size = size;
 		e->ev.index = st->index;
@@ -88,7 +92,8 @@ void store_emit(struct store *st, enum store_event_type type, const struct store
 			e->ev.value = v;
 			e->ev.vlen = vlen;
 		}
-		*slot(st, st->index) = e;
+		*slot(st, st->ev_next) = e;
+		st->ev_next++;
 		st->ring_bytes += size;
 	}
 	/* Only the watchers this change concerns wake: a prefix watcher
@@ -100,16 +105,36 @@ void store_emit(struct store *st, enum store_event_type type, const struct store
 	}
 }
 
-uint64_t store_event_oldest(const struct store *st)
+bool store_event_missed(const struct store *st, uint64_t after)
 {
-	return st->oldest;
+	return after < st->dropped;
 }
 
-const struct store_event *store_event_at(const struct store *st, uint64_t index)
+uint64_t store_event_end(const struct store *st)
 {
-	if (index < st->oldest || index > st->index)
+	return st->ev_next;
+}
+
+const struct store_event *store_event_get(const struct store *st, uint64_t seq)
+{
+	if (seq < st->ev_oldest || seq >= st->ev_next)
 		return NULL;
-	return &(*slot(st, index))->ev;
+	return &(*slot(st, seq))->ev;
+}
+
+/* Indices never go down along the ring: a binary search by seq. */
+uint64_t store_event_seek(const struct store *st, uint64_t after)
+{
+	uint64_t lo = st->ev_oldest, hi = st->ev_next;
+
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if ((*slot(st, mid))->ev.index <= after)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 enum store_rc store_event_watch(struct store *st, uint64_t deadline, struct store_waiter *w,

@@ -142,7 +142,7 @@ static enum store_rc set(struct store *st, bool groups, struct store_session *s,
 		*out = e;
 		return STORE_OK;
 	}
-	if (s->n_names + s->n_props + s->n_groups >= st->cfg.max_keys_per_session) {
+	if (!st->applying && s->n_names + s->n_props + s->n_groups >= st->cfg.max_keys_per_session) {
 		free(v);
 		return STORE_E_LIMIT;
 	}

@@ -130,7 +130,7 @@ void store_get_stats(const struct store *st, struct store_stats *out)
 	out->watchers = st->n_kind[WK_EVENTS];
 	out->expirations = st->expirations;
 	out->index = st->index;
-	out->events_kept = st->index + 1 - st->oldest;
+	out->events_kept = st->ev_next - st->ev_oldest;
 	out->calls_pending = st->calls.count;
 	out->calls_answered = st->calls_answered;
 	out->calls_timed_out = st->calls_timed_out;
@@ -252,14 +252,108 @@ static void release_session(struct store *st, struct store_session *s, bool expi
 	free(s);
 }
 
+/* A session whose lease ran out, homed here: released at once on a single
+ * node; in a cluster, handed to lease_due (which has etcd end it) and no
+ * longer live. */
+static void lease_out(struct store *st, struct store_session *s)
+{
+	if (!st->cfg.lease_due) {
+		release_session(st, s, true);
+		return;
+	}
+	timer_heap_remove(&st->timers, &s->lease);
+	s->ending = true;
+	st->cfg.lease_due(st->cfg.lease_due_ctx, s);
+}
+
 static struct store_session *live(struct store *st, uint64_t now, struct store_session *s)
 {
-	/* A pending receive holds the lease: its countdown has not begun. */
-	if (s && !s->receiver && s->lease.deadline <= now) {
-		release_session(st, s, true);
+	if (s && s->ending)
+		return NULL;
+	/* A pending receive holds the lease: its countdown has not begun.
+	 * A remote session's lease is kept by its home. */
+	if (s && !s->remote && !s->receiver && s->lease.deadline <= now) {
+		lease_out(st, s);
 		return NULL;
 	}
 	return s;
+}
+
+struct store_session *store_session_lookup(struct store *st, const char *id, size_t len)
+{
+	struct hmap_node *hn = hmap_get(&st->sessions_by_id, id, len);
+
+	return hn ? container_of(hn, struct store_session, by_id) : NULL;
+}
+
+void store_session_end(struct store *st, struct store_session *s, bool expired)
+{
+	release_session(st, s, expired);
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return s[n] == '\0';
+}
+
+enum store_rc store_session_insert(struct store *st, uint64_t now, const char *id, const char *token,
+				   unsigned ttl, const char *label, size_t label_len, const char *home,
+				   bool remote, struct store_session **out)
+{
+	struct store_session *s = store_session_lookup(st, id, strlen(id));
+
+	store_clock(st, now);
+	if (s) {
+		*out = s;
+		return STORE_OK;
+	}
+	if (!ttl_ok(st, ttl) || !is_hex(id, STORE_ID_LEN) || !is_hex(token, STORE_TOKEN_LEN))
+		return STORE_E_INVALID_TTL;
+	if (hmap_get(&st->sessions_by_token, token, STORE_TOKEN_LEN))
+		return STORE_E_INVALID_TTL; /* a token is one session's */
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return STORE_E_NOMEM;
+	if (label) {
+		s->label = store_dup(label, label_len);
+		if (!s->label) {
+			free(s);
+			return STORE_E_NOMEM;
+		}
+		s->label_len = label_len;
+	}
+	memcpy(s->id, id, STORE_ID_LEN + 1);
+	memcpy(s->token, token, STORE_TOKEN_LEN + 1);
+	s->ttl = ttl;
+	s->home = home;
+	s->remote = remote;
+	s->lease.kind = TK_LEASE;
+	s->lease.idx = TIMER_IDLE;
+	s->lease.deadline = now + (uint64_t)ttl * 1000;
+	if (skiplist_insert(&st->sessions_sorted, s->id, STORE_ID_LEN, s))
+		goto nomem;
+	if (!remote && timer_heap_add(&st->timers, &s->lease)) {
+		skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
+		goto nomem;
+	}
+	s->by_id.key = s->id;
+	s->by_id.klen = STORE_ID_LEN;
+	hmap_put(&st->sessions_by_id, &s->by_id);
+	s->by_token.key = s->token;
+	s->by_token.klen = STORE_TOKEN_LEN;
+	hmap_put(&st->sessions_by_token, &s->by_token);
+	store_emit(st, STORE_EV_SESSION_CREATED, s, NULL, 0, NULL, 0);
+	*out = s;
+	return STORE_CREATED;
+nomem:
+	free(s->label);
+	free(s);
+	return STORE_E_NOMEM;
 }
 
 struct store_session *store_session_find(struct store *st, uint64_t now, const char *id, size_t len)
@@ -354,7 +448,7 @@ enum store_rc store_name_register(struct store *st, struct store_session *s,
 		store_emit(st, STORE_EV_NAME_UPDATED, s, n->key, n->klen, v, vlen);
 		return STORE_OK;
 	}
-	if (s->n_names + s->n_props + s->n_groups >= st->cfg.max_keys_per_session) {
+	if (!st->applying && s->n_names + s->n_props + s->n_groups >= st->cfg.max_keys_per_session) {
 		free(v);
 		return STORE_E_LIMIT;
 	}
@@ -471,6 +565,14 @@ static void detach_waiter(struct store *st, struct store_waiter *w, enum store_w
 		store_event_unwatch(st, w);
 	} else if (w->kind == WK_CALL) {
 		store_call_detached(st, w, why);
+	} else if (w->kind == WK_INDEX) {
+		if (w->prev)
+			w->prev->next = w->next;
+		else
+			st->index_waiters = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		w->prev = w->next = NULL;
 	} else if (al) {
 		if (w->prev)
 			w->prev->next = w->next;
@@ -568,7 +670,7 @@ size_t store_tick(struct store *st, uint64_t now, size_t budget)
 
 	while (done < budget && (t = timer_heap_peek(&st->timers)) && t->deadline <= now) {
 		if (t->kind == TK_LEASE) {
-			release_session(st, container_of(t, struct store_session, lease), true);
+			lease_out(st, container_of(t, struct store_session, lease));
 		} else {
 			store_waiter_wake(st, container_of(t, struct store_waiter, timer), STORE_WAKE_TIMEOUT);
 		}
@@ -588,4 +690,40 @@ void store_wake_all(struct store *st)
 {
 	while (st->waiters)
 		store_waiter_wake(st, st->waiters, STORE_WAKE_SHUTDOWN);
+}
+
+/* --- indices: cluster mode --- */
+
+void store_revision_begin(struct store *st, uint64_t rev)
+{
+	if (rev > st->index)
+		st->index = rev;
+	st->applying = true;
+}
+
+void store_revision_end(struct store *st)
+{
+	struct store_waiter *w, *next;
+
+	st->applying = false;
+	for (w = st->index_waiters; w; w = next) {
+		next = w->next;
+		if (w->min_index <= st->index)
+			store_waiter_wake(st, w, STORE_WAKE_FIRED);
+	}
+}
+
+enum store_rc store_index_wait(struct store *st, uint64_t min, uint64_t deadline, struct store_waiter *w)
+{
+	enum store_rc rc = store_waiter_park(st, w, WK_INDEX, deadline);
+
+	if (rc != STORE_OK)
+		return rc;
+	w->min_index = min;
+	w->prev = NULL;
+	w->next = st->index_waiters;
+	if (st->index_waiters)
+		st->index_waiters->prev = w;
+	st->index_waiters = w;
+	return STORE_OK;
 }

@@ -68,6 +68,11 @@ struct store_session {
 	uint64_t last_seq; /* the highest seq ever given out; 0 before the first */
 	struct store_waiter *receiver; /* the pending receive, or NULL */
 	struct store_call *calls;      /* calls made to it, waiting for its reply */
+	/* Cluster mode: the name of the node it lives on (owned by whoever
+	 * inserted it, and outliving it); NULL on a single node. */
+	const char *home;
+	bool remote;  /* homed on another node: no lease countdown here */
+	bool ending;  /* its lease ran out (lease_due was called): not live, not yet released */
 	/* private */
 	struct hmap_node by_id, by_token;
 };
@@ -171,6 +176,7 @@ struct store_waiter {
 	struct store_call *call;          /* a call's */
 	const char *prefix;               /* an event watcher's filter */
 	size_t plen;
+	uint64_t min_index;               /* an index waiter's goal */
 };
 
 /* A call (request and reply): its message sits in the receiver's mailbox
@@ -201,6 +207,12 @@ struct store_config {
 	 * server logs it); may be NULL. Must not call back into the store. */
 	void (*expired)(void *ctx, const struct store_session *s);
 	void *expired_ctx;
+	/* Cluster mode: called instead of releasing a session (homed here)
+	 * whose lease ran out; the session is `ending` from then on (no longer
+	 * found as live) until store_session_end() releases it. NULL: release
+	 * at once. Must not call back into the store. */
+	void (*lease_due)(void *ctx, struct store_session *s);
+	void *lease_due_ctx;
 	/* Fills buf with len random bytes (getrandom(2) in the server). */
 	void (*random)(void *ctx, void *buf, size_t len);
 	void *random_ctx;
@@ -262,6 +274,23 @@ enum store_rc store_session_heartbeat(struct store *st, uint64_t now, struct sto
 
 /* Deletes the session and releases all it holds in one step. s is freed. */
 void store_session_delete(struct store *st, struct store_session *s);
+
+/* Cluster mode: a session decided elsewhere (etcd), with its id and token
+ * (hex, STORE_ID_LEN and STORE_TOKEN_LEN), on the node `home` (kept, not
+ * copied). remote: no lease countdown here (its home keeps it); else its
+ * lease runs ttl seconds from now. No limit applies: the node that created
+ * it checked them. STORE_CREATED with *out, STORE_OK when the id exists
+ * (*out is it, nothing changed), STORE_E_INVALID_TTL, STORE_E_NOMEM. */
+enum store_rc store_session_insert(struct store *st, uint64_t now, const char *id, const char *token,
+				   unsigned ttl, const char *label, size_t label_len, const char *home,
+				   bool remote, struct store_session **out);
+
+/* The session with this id, live or ending, or NULL: no lease check. */
+struct store_session *store_session_lookup(struct store *st, const char *id, size_t len);
+
+/* Releases s as expired (expired true) or deleted, all it holds in one
+ * step; s is freed. */
+void store_session_end(struct store *st, struct store_session *s, bool expired);
 
 /* Milliseconds left on the lease (0 when due). */
 uint64_t store_session_expires_in(const struct store_session *s, uint64_t now);
@@ -401,13 +430,18 @@ void store_call_free(struct store_call *c);
 
 /* --- the event log --- */
 
-/* The event with this index, or NULL when it is not kept (too old, or not
- * yet). Valid until the next change. */
-const struct store_event *store_event_at(const struct store *st, uint64_t index);
+/* Events are kept in a ring and numbered by position (seq): the first
+ * kept event with an index above `after` is at store_event_seek(after);
+ * store_event_get(seq) is that event, or NULL when seq is not kept (too old,
+ * or store_event_end() and beyond). Valid until the next change. Indices
+ * never go down from one seq to the next; several events may share one. */
+uint64_t store_event_seek(const struct store *st, uint64_t after);
+const struct store_event *store_event_get(const struct store *st, uint64_t seq);
+uint64_t store_event_end(const struct store *st);
 
-/* The oldest index kept; store_index() + 1 when none is. A client that has
- * seen up to `after` has missed events when after + 1 < this. */
-uint64_t store_event_oldest(const struct store *st);
+/* True when events with an index above `after` are no longer kept: a client
+ * that has seen up to `after` has missed some, and must list again. */
+bool store_event_missed(const struct store *st, uint64_t after);
 
 /* Parks w until the next change whose key or group starts with prefix
  * (plen 0: any change, session events included) (FIRED), or the deadline
@@ -418,6 +452,20 @@ enum store_rc store_event_watch(struct store *st, uint64_t deadline, struct stor
 
 /* "session_created", "name_registered", ... */
 const char *store_event_type_name(enum store_event_type t);
+
+/* --- indices: cluster mode --- */
+
+/* Applies a change decided elsewhere: between begin and end, every event
+ * gets index rev (rev above the current index), and the index is rev from
+ * begin on. A revision with no change of ours still moves the index (begin
+ * then end). End wakes the index waiters it satisfies. Nothing else in the
+ * store moves the index while a revision is open. */
+void store_revision_begin(struct store *st, uint64_t rev);
+void store_revision_end(struct store *st);
+
+/* Parks w until the index reaches min (FIRED) or deadline (TIMEOUT).
+ * STORE_OK, STORE_E_LIMIT, STORE_E_NOMEM. */
+enum store_rc store_index_wait(struct store *st, uint64_t min, uint64_t deadline, struct store_waiter *w);
 
 /* --- waiters and time --- */
 

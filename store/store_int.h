@@ -7,7 +7,7 @@
 #include "store.h"
 
 enum { TK_LEASE = 1, TK_WAITER = 2 };
-enum { WK_AWAIT = 1, WK_RECEIVE = 2, WK_EVENTS = 3, WK_CALL = 4 }; /* store_waiter.kind; 0 when not parked */
+enum { WK_AWAIT = 1, WK_RECEIVE = 2, WK_EVENTS = 3, WK_CALL = 4, WK_INDEX = 5 }; /* store_waiter.kind; 0 when not parked */
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
@@ -34,15 +34,18 @@ struct store {
 	struct store_multi props, groups;
 	struct timer_heap timers;
 	size_t n_waiters;
-	size_t n_kind[5];        /* parked waiters by kind (WK_*) */
+	size_t n_kind[6];        /* parked waiters by kind (WK_*) */
 	struct hmap calls;       /* pending calls by id */
 	uint64_t calls_answered, calls_timed_out, calls_receiver_gone, calls_caller_gone;
 	uint64_t expirations;
 	struct store_waiter *waiters; /* every parked waiter, any kind */
 	uint64_t now;     /* the latest time the store was given */
 	size_t queued;    /* messages in all mailboxes */
-	struct ring_event **ring; /* event_buffer slots; event i in slot i % event_buffer */
-	uint64_t oldest;  /* the oldest event kept */
+	struct ring_event **ring; /* event_buffer slots; event seq in slot seq % event_buffer */
+	uint64_t ev_oldest, ev_next; /* the seq of the oldest event kept, and of the next */
+	uint64_t dropped; /* the highest index of an event no longer kept (0: none) */
+	bool applying;    /* a revision is open: events take st->index as it is */
+	struct store_waiter *index_waiters; /* parked index waiters (prev/next links) */
 	size_t ring_bytes;
 	struct store_waiter *watchers; /* parked event watchers (prev/next links) */
 	uint64_t rng;     /* xorshift state for random picks (not for secrets) */
