@@ -4,24 +4,25 @@
 BUILD   ?= build
 CC      ?= cc
 SANITIZE ?=
-PKGS    := libmicrohttpd libcjson
+PKGS    := libmicrohttpd libcjson libcurl
 CFLAGS  ?= -O2 -g
 # What every build needs, kept out of CFLAGS so that `make CFLAGS=...` (as
 # `make asan` does) cannot drop the warnings or the sanitizers.
 ALL_CFLAGS := $(CFLAGS) -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror $(SANITIZE) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -lcjson) -lm
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -lcjson -lcurl) -lm
 TEST_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
-LIB_SRC := $(wildcard store/*.c) $(filter-out server/main.c,$(wildcard server/*.c)) $(wildcard handlers/*.c)
+LIB_SRC := $(wildcard store/*.c) $(filter-out server/main.c,$(wildcard server/*.c)) $(wildcard handlers/*.c) \
+           $(wildcard cluster/*.c)
 UI_FILES := $(sort $(wildcard handlers/ui/*))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ui_assets.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
 
-.PHONY: all run test unit e2e asan bench soak fuzz deps clean
+.PHONY: all run test unit e2e asan bench soak cluster cluster-test fuzz deps clean
 
 all: $(BUILD)/rollcall
 
@@ -46,6 +47,8 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(wildcard tests/unit/*.h)
 
 # test_oom fails our own allocations one by one.
 $(BUILD)/unit/test_oom: UNIT_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+$(BUILD)/unit/test_httpc: UNIT_LDFLAGS = -pthread -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+$(BUILD)/unit/test_etcd: UNIT_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
 deps:
 	@sh scripts/install-deps.sh
@@ -113,6 +116,19 @@ SOAK_SECONDS ?= 60
 soak: deps
 	@$(MAKE) --no-print-directory all
 	python3 tests/soak/soak.py $(BUILD)/rollcall --seconds $(SOAK_SECONDS)
+
+# A local cluster to try things on: 3 etcd members and 3 nodes on loopback
+# ports; prints their URLs and dashboards; Ctrl-C stops them all and removes
+# the etcd data (scripts/cluster.sh).
+cluster: deps
+	@$(MAKE) --no-print-directory all
+	sh scripts/cluster.sh $(BUILD)/rollcall
+
+# The cluster tests (tests/cluster/): real etcd members and rollcall nodes
+# on loopback ports, about 3 minutes.
+cluster-test: deps
+	@$(MAKE) --no-print-directory all
+	python3 tests/cluster/run_cluster.py $(BUILD)/rollcall
 
 clean:
 	rm -rf build
