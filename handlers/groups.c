@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "../cluster/cluster.h"
 #include "../server/reply.h"
 
 void groups_put(struct http_request *req, struct http_reply *rep)
@@ -12,8 +13,16 @@ void groups_put(struct http_request *req, struct http_reply *rep)
 	struct store_entry *e;
 	enum store_rc rc;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_put(req, rep, &a))
 		goto out;
+	if (req->app->cluster) {
+		cluster_entry_put(req, rep, true, a.key, a.klen, a.value, a.vlen);
+		goto out;
+	}
 	rc = store_group_join(req->app->store, req->caller, a.key, a.klen, a.value, a.vlen, &e);
 	if (rc == STORE_OK || rc == STORE_CREATED) {
 		jw_entry_put(&a.w, e, "group");
@@ -85,8 +94,16 @@ void groups_delete(struct http_request *req, struct http_reply *rep)
 	enum store_rc rc;
 	size_t glen;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_key(req, rep, group, &glen) || !need_caller(req, rep))
 		return;
+	if (req->app->cluster) {
+		cluster_entry_delete(req, rep, true, group, glen);
+		return;
+	}
 	rc = store_group_leave(req->app->store, req->caller, group, glen);
 	if (rc != STORE_OK)
 		reply_store_error(rep, rc);

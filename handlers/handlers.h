@@ -84,6 +84,7 @@ void ui_file(struct http_request *req, struct http_reply *rep);
 void ops_healthz(struct http_request *req, struct http_reply *rep);
 void ops_metrics(struct http_request *req, struct http_reply *rep);
 void ops_stats(struct http_request *req, struct http_reply *rep);
+void ops_nodes(struct http_request *req, struct http_reply *rep);
 
 /* --- common.c: helpers that answer the error themselves and return false --- */
 

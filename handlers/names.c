@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "../cluster/cluster.h"
 #include "../server/reply.h"
 
 /* {"key", "session", "value"} of a name. */
@@ -31,8 +32,16 @@ void names_put(struct http_request *req, struct http_reply *rep)
 	struct store_name *n;
 	enum store_rc rc;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_put(req, rep, &a))
 		goto out;
+	if (req->app->cluster) {
+		cluster_name_put(req, rep, a.key, a.klen, a.value, a.vlen);
+		goto out;
+	}
 	rc = store_name_register(req->app->store, req->caller, a.key, a.klen, a.value, a.vlen, &n);
 	if (rc == STORE_E_NAME_TAKEN) {
 		cJSON *o = cJSON_CreateObject();
@@ -106,8 +115,16 @@ void names_delete(struct http_request *req, struct http_reply *rep)
 	enum store_rc rc;
 	size_t klen;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_key(req, rep, key, &klen) || !need_caller(req, rep))
 		return;
+	if (req->app->cluster) {
+		cluster_name_delete(req, rep, key, klen);
+		return;
+	}
 	rc = store_name_delete(req->app->store, req->caller, key, klen);
 	if (rc != STORE_OK)
 		reply_store_error(rep, rc);

@@ -1,6 +1,8 @@
 /* ops: operations: health, Prometheus metrics, and the same counts as JSON. */
 #include "handlers.h"
 
+#include "../cluster/cluster.h"
+
 #include <stdio.h>
 
 #include "../server/reply.h"
@@ -8,10 +10,39 @@
 
 void ops_healthz(struct http_request *req, struct http_reply *rep)
 {
+	struct cluster *cl = req->app->cluster;
 	struct jw w = { 0 };
 
-	(void)req;
+	if (cl && cluster_state(cl) != CLUSTER_LIVE) {
+		/* the node serves reads from its copy, but cannot write */
+		jw_lit(&w, "{\"status\":\"degraded\",\"cluster\":\"");
+		jw_lit(&w, cluster_state_name(cluster_state(cl)));
+		jw_lit(&w, "\"}");
+		reply_jw(rep, 503, &w);
+		return;
+	}
 	jw_lit(&w, "{\"status\":\"ok\"}");
+	reply_jw(rep, 200, &w);
+}
+
+void ops_nodes(struct http_request *req, struct http_reply *rep)
+{
+	struct jw w = { 0 };
+
+	if (req->app->cluster) {
+		cluster_nodes(req, rep);
+		return;
+	}
+	/* a single node: the one node, live since it started */
+	jw_lit(&w, "{\"nodes\":[{");
+	jw_field(&w, "node", req->app->cfg->node, strlen(req->app->cfg->node));
+	jw_lit(&w, ",");
+	jw_field(&w, "url", req->app->cfg->advertise, strlen(req->app->cfg->advertise));
+	jw_lit(&w, ",\"sessions\":");
+	jw_u64(&w, store_session_count(req->app->store));
+	jw_lit(&w, ",");
+	jw_field(&w, "since", req->app->started, strlen(req->app->started));
+	jw_lit(&w, "}]}");
 	reply_jw(rep, 200, &w);
 }
 
@@ -77,6 +108,24 @@ void ops_metrics(struct http_request *req, struct http_reply *rep)
 	jw_u64(&w, s.watchers);
 	jw_lit(&w, "\n");
 	gauge(&w, "rollcall_streams_open", "Open event streams.", "gauge", m->streams_open);
+	if (req->app->cluster) {
+		struct cluster_stats cs;
+		char tmp[64];
+		cluster_get_stats(req->app->cluster, req->now, &cs);
+		gauge(&w, "rollcall_cluster_nodes", "Live nodes in the cluster.", "gauge", cs.nodes);
+		gauge(&w, "rollcall_etcd_requests_total", "Requests sent to etcd.", "counter", cs.etcd_requests);
+		gauge(&w, "rollcall_etcd_failures_total", "etcd requests that failed (no answer or 5xx).", "counter",
+		      cs.etcd_failures);
+		jw_lit(&w, "# HELP rollcall_etcd_round_trip_seconds Moving average of etcd round trips.\n"
+			   "# TYPE rollcall_etcd_round_trip_seconds gauge\nrollcall_etcd_round_trip_seconds ");
+		jw_raw(&w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.6f\n", cs.etcd_rtt_ms / 1000));
+		jw_lit(&w, "# HELP rollcall_watch_lag_seconds Time since the etcd watch last brought news (progress included).\n"
+			   "# TYPE rollcall_watch_lag_seconds gauge\nrollcall_watch_lag_seconds ");
+		jw_raw(&w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.3f\n", (double)cs.watch_lag_ms / 1000));
+		gauge(&w, "rollcall_forwards_total", "Requests forwarded to another node.", "counter", cs.forwards);
+		gauge(&w, "rollcall_forward_failures_total", "Forwards whose node could not be reached.", "counter",
+		      cs.forward_failures);
+	}
 	gauge(&w, "rollcall_calls_pending", "Calls waiting for their reply.", "gauge", s.calls_pending);
 	jw_lit(&w, "# HELP rollcall_calls_total Calls ended, by how.\n# TYPE rollcall_calls_total counter\n");
 	jw_lit(&w, "rollcall_calls_total{result=\"answered\"} ");
@@ -165,6 +214,23 @@ void ops_stats(struct http_request *req, struct http_reply *rep)
 	num(&w, "expirations", s.expirations, 1);
 	num(&w, "events", s.index, 1);
 	num(&w, "events_kept", s.events_kept, 1);
+	if (req->app->cluster) {
+		struct cluster_stats cs;
+		char tmp[64];
+		cluster_get_stats(req->app->cluster, req->now, &cs);
+		jw_lit(&w, ",\"cluster\":{\"state\":\"");
+		jw_lit(&w, cs.state);
+		jw_lit(&w, "\"");
+		num(&w, "nodes", cs.nodes, 1);
+		num(&w, "etcd_requests", cs.etcd_requests, 1);
+		num(&w, "etcd_failures", cs.etcd_failures, 1);
+		jw_lit(&w, ",\"etcd_round_trip_ms\":");
+		jw_raw(&w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.3f", cs.etcd_rtt_ms));
+		num(&w, "watch_lag_ms", cs.watch_lag_ms, 1);
+		num(&w, "forwards", cs.forwards, 1);
+		num(&w, "forward_failures", cs.forward_failures, 1);
+		jw_lit(&w, "}");
+	}
 	jw_lit(&w, ",\"requests\":{\"by_route\":{");
 	for (r = 0; r <= nroutes; r++) {
 		size_t slot = r < nroutes ? r : METRICS_ROUTES - 1;

@@ -2,6 +2,7 @@
  * sessions hold the same key, each with its own value. */
 #include "handlers.h"
 
+#include "../cluster/cluster.h"
 #include "../server/reply.h"
 
 void props_put(struct http_request *req, struct http_reply *rep)
@@ -10,8 +11,16 @@ void props_put(struct http_request *req, struct http_reply *rep)
 	struct store_entry *e;
 	enum store_rc rc;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_put(req, rep, &a))
 		goto out;
+	if (req->app->cluster) {
+		cluster_entry_put(req, rep, false, a.key, a.klen, a.value, a.vlen);
+		goto out;
+	}
 	rc = store_prop_set(req->app->store, req->caller, a.key, a.klen, a.value, a.vlen, &e);
 	if (rc == STORE_OK || rc == STORE_CREATED) {
 		jw_entry_put(&a.w, e, "key");
@@ -45,8 +54,16 @@ void props_delete(struct http_request *req, struct http_reply *rep)
 	enum store_rc rc;
 	size_t klen;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_key(req, rep, key, &klen) || !need_caller(req, rep))
 		return;
+	if (req->app->cluster) {
+		cluster_entry_delete(req, rep, false, key, klen);
+		return;
+	}
 	rc = store_prop_remove(req->app->store, req->caller, key, klen);
 	if (rc != STORE_OK)
 		reply_store_error(rep, rc);

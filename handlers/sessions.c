@@ -4,17 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cluster/cluster.h"
 #include "../server/reply.h"
 #include "../server/uri.h"
 
-/* "id", "ttl", "expires_in_ms": what every session answer has. */
+/* "id", "ttl", "expires_in_ms": what every session answer has (a session
+ * homed on another node has its lease there: null). */
 static void jw_lease(struct jw *w, const struct store_session *s, uint64_t now)
 {
 	jw_field(w, "id", s->id, STORE_ID_LEN);
 	jw_lit(w, ",\"ttl\":");
 	jw_u64(w, s->ttl);
 	jw_lit(w, ",\"expires_in_ms\":");
-	jw_u64(w, store_session_expires_in(s, now));
+	if (s->remote)
+		jw_lit(w, "null");
+	else
+		jw_u64(w, store_session_expires_in(s, now));
 }
 
 static void jw_label(struct jw *w, const struct store_session *s)
@@ -39,7 +44,14 @@ static void jw_summary(struct jw *w, const struct store_session *s, uint64_t now
 	jw_lit(w, ",\"groups\":");
 	jw_u64(w, s->n_groups);
 	jw_lit(w, ",\"queued\":");
-	jw_u64(w, s->queued);
+	if (s->remote)
+		jw_lit(w, "null");
+	else
+		jw_u64(w, s->queued);
+	if (s->home) {
+		jw_lit(w, ",");
+		jw_field(w, "node", s->home, strlen(s->home));
+	}
 }
 
 void sessions_create(struct http_request *req, struct http_reply *rep)
@@ -52,6 +64,10 @@ void sessions_create(struct http_request *req, struct http_reply *rep)
 	enum store_rc rc;
 	unsigned ttl;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_body(req, rep, &b) || !body_ttl(req, rep, &b, &ttl))
 		goto out;
 	label = json_body_get(&b, "label");
@@ -64,6 +80,11 @@ void sessions_create(struct http_request *req, struct http_reply *rep)
 	}
 	if (!cJSON_IsString(label))
 		label = NULL;
+	if (req->app->cluster) {
+		cluster_session_create(req, rep, ttl, label ? label->valuestring : NULL,
+				       label ? strlen(label->valuestring) : 0);
+		goto out;
+	}
 	/* {"id","ttl","expires_in_ms","token","label"}: room first, so that a
 	 * session is never made that nobody learns the token of */
 	if (!need_room(rep, &w, (label ? strlen(label->valuestring) * 6 : 0) + 160))
@@ -115,8 +136,16 @@ void sessions_delete(struct http_request *req, struct http_reply *rep)
 {
 	struct store_session *s;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_own_session(req, rep, &s))
 		return;
+	if (req->app->cluster) {
+		cluster_session_delete(req, rep, s);
+		return;
+	}
 	store_session_delete(req->app->store, s);
 	reply_empty(rep, 204);
 }

@@ -24,6 +24,8 @@ void config_defaults(struct config *c)
 	c->event_buffer = 65536;
 	c->idle_timeout = 60;
 	c->max_connections = 10000;
+	strcpy(c->etcd_prefix, "/rollcall/");
+	c->node_ttl = 10;
 }
 
 static const char usage[] =
@@ -48,6 +50,13 @@ static const char usage[] =
 	"  --read-token R         a token for reads and the event stream only\n"
 	"                         (or $ROLLCALL_READ_TOKEN; needs --auth-token)\n"
 	"  --log-requests         an access log line per request on stderr\n"
+	"  --etcd URL[,URL...]    cluster mode: etcd v3 client URLs (no discovery)\n"
+	"  --node NAME            this node's name, unique in the cluster: 1 to 64 of\n"
+	"                         [A-Za-z0-9._:-] (default the --listen address)\n"
+	"  --advertise URL        how other nodes reach this one (default http://LISTEN)\n"
+	"  --etcd-prefix P        keys in etcd start with P (default /rollcall/)\n"
+	"  --node-ttl S           a node unheard this long is dropped with its\n"
+	"                         sessions, 3 to 300 (default 10)\n"
 	"  --help                 this text\n"
 	"  --version              the version\n";
 
@@ -90,6 +99,58 @@ static int parse_listen(struct config *c, const char *s)
 		return -1;
 	c->port = (unsigned)port;
 	return 0;
+}
+
+/* A node name: 1 to 64 of [A-Za-z0-9._:-]. */
+static bool node_ok(const char *s)
+{
+	size_t n;
+
+	if (!s)
+		return false;
+	for (n = 0; s[n]; n++)
+		if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') || (s[n] >= '0' && s[n] <= '9') ||
+		      s[n] == '.' || s[n] == '_' || s[n] == ':' || s[n] == '-'))
+			return false;
+	return n >= 1 && n <= 64;
+}
+
+/* "http://" or "https://" then at least a host, no space or control byte. */
+static bool url_ok(const char *s, size_t max)
+{
+	size_t n, skip;
+
+	if (!s)
+		return false;
+	skip = !strncmp(s, "http://", 7) ? 7 : !strncmp(s, "https://", 8) ? 8 : 0;
+	if (!skip || !s[skip])
+		return false;
+	for (n = 0; s[n]; n++)
+		if (s[n] <= ' ' || s[n] > '~')
+			return false;
+	return n < max;
+}
+
+/* Comma-separated etcd client URLs, each an http(s) URL. */
+static bool etcd_ok(const char *s)
+{
+	char buf[300];
+	const char *p = s;
+
+	if (!s || !*s)
+		return false;
+	while (p) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		if (n == 0 || n >= sizeof(buf))
+			return false;
+		memcpy(buf, p, n);
+		buf[n] = '\0';
+		if (!url_ok(buf, sizeof(buf)))
+			return false;
+		p = comma ? comma + 1 : NULL;
+	}
+	return true;
 }
 
 /* A token: 1 to 200 visible ASCII characters (it travels in a header). */
@@ -166,6 +227,26 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 		} else if (!strcmp(flag, "--read-token")) {
 			bad = !token_ok(val);
 			c->read_token = val;
+		} else if (!strcmp(flag, "--etcd")) {
+			bad = !etcd_ok(val);
+			c->etcd = val;
+		} else if (!strcmp(flag, "--node")) {
+			bad = !node_ok(val);
+			if (!bad) {
+				strcpy(c->node, val);
+				c->node_given = true;
+			}
+		} else if (!strcmp(flag, "--advertise")) {
+			bad = !url_ok(val, sizeof(c->advertise));
+			if (!bad)
+				strcpy(c->advertise, val);
+		} else if (!strcmp(flag, "--etcd-prefix")) {
+			bad = !val || !*val || strlen(val) >= sizeof(c->etcd_prefix);
+			if (!bad)
+				strcpy(c->etcd_prefix, val);
+		} else if (!strcmp(flag, "--node-ttl")) {
+			bad = parse_num(val, 3, 300, &v);
+			c->node_ttl = (unsigned)v;
 		} else if (!strcmp(flag, "--max-connections")) {
 			bad = parse_num(val, 1, 1000000, &v);
 			c->max_connections = (size_t)v;
@@ -206,5 +287,12 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 		fprintf(err, "rollcall: --default-ttl %u is over --max-ttl %u\n", c->default_ttl, c->max_ttl);
 		return CONFIG_EXIT_USAGE;
 	}
+	/* The node's name and address default to the listen address (with
+	 * port 0 the daemon fills in the real port once it is bound). */
+	if (!c->node_given)
+		snprintf(c->node, sizeof(c->node), strchr(c->host, ':') ? "[%s]:%u" : "%s:%u", c->host, c->port);
+	if (!c->advertise[0])
+		snprintf(c->advertise, sizeof(c->advertise), strchr(c->host, ':') ? "http://[%s]:%u" : "http://%s:%u",
+			 c->host, c->port);
 	return CONFIG_RUN;
 }

@@ -25,6 +25,13 @@ struct config {
 	const char *auth_token; /* every /v1 request and /metrics needs it, or NULL */
 	const char *read_token; /* reads and the event stream only, or NULL */
 	bool log_requests;      /* an access log line per request on stderr */
+	/* cluster mode (api.md, Cluster): etcd client URLs, or NULL */
+	const char *etcd;       /* "URL[,URL...]" as given */
+	char node[65];          /* this node's name: --node, else HOST:PORT of --listen */
+	bool node_given;
+	char advertise[300];    /* how other nodes reach this one: --advertise, else http://HOST:PORT */
+	char etcd_prefix[257];  /* keys in etcd start with it; default /rollcall/ */
+	unsigned node_ttl;      /* seconds a node may go unheard (3..300) */
 };
 
 /* The defaults of api.md. */

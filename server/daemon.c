@@ -25,6 +25,7 @@
 
 #include <microhttpd.h>
 
+#include "../cluster/cluster.h"
 #include "reply.h"
 #include "router.h"
 #include "uri.h"
@@ -38,7 +39,7 @@
 #define POOL_BYTES (7 * 1024)
 #define STREAM_BLOCK 256 /* bytes asked of a streamed answer at a time (MHD keeps a buffer this big per stream) */
 
-enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ };
+enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ, TAG_CLUSTER };
 
 struct loop {
 	struct app *app;
@@ -298,6 +299,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	store_waiter_cancel(l->app->store, &r->req.waiter);
+	if (r->req.cl_op)
+		cluster_request_done(&r->req);
 	if (r->req.cleanup)
 		r->req.cleanup(&r->req);
 	if (r->req.stream) {
@@ -442,6 +445,8 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 		snprintf(idx, sizeof(idx), "%llu", (unsigned long long)rep->index);
 		MHD_add_response_header(resp, "X-Rollcall-Index", idx);
 	}
+	if (r->loop->app->cluster)
+		MHD_add_response_header(resp, "X-Rollcall-Node", rep->node ? rep->node : cluster_node(r->loop->app->cluster));
 	if (rep->allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
 	if (rep->cache_control)
@@ -559,6 +564,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->req.last_event_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
 		r->req.if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 		r->req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+		r->req.forward_secret = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Rollcall-Forward");
 		if (r->bad_target || headers_hold_nul(conn))
 			return send_error(r, ERR_BAD_REQUEST, "The request holds a NUL byte in its target or a header.", true);
 		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)
@@ -650,6 +656,8 @@ static void begin_shutdown(struct loop *l)
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	store_wake_all(l->app->store); /* every pending wait gets its answer */
+	if (l->app->cluster)
+		cluster_leave(l->app->cluster, daemon_now_ms());
 }
 
 int daemon_run(struct app *app)
@@ -702,6 +710,13 @@ int daemon_run(struct app *app)
 	}
 	ev.data.ptr = &l.tag_signal;
 	epoll_ctl(l.epfd, EPOLL_CTL_ADD, sfd, &ev);
+	if (cfg->etcd) {
+		app->cluster = cluster_new(app, l.epfd, TAG_CLUSTER);
+		if (!app->cluster) {
+			fprintf(stderr, "rollcall: cannot start the cluster client\n");
+			goto out;
+		}
+	}
 	info = MHD_get_daemon_info(l.mhd, MHD_DAEMON_INFO_BIND_PORT);
 	fprintf(stderr, "rollcall: listening on %s:%u\n", cfg->host, info ? info->port : cfg->port);
 	fflush(stderr);
@@ -728,10 +743,16 @@ int daemon_run(struct app *app)
 			if (timeout < 0 || h < timeout)
 				timeout = h;
 		}
+		if (app->cluster) {
+			long ct = cluster_timeout(app->cluster, now);
+			if (ct >= 0 && (timeout < 0 || ct < timeout))
+				timeout = ct;
+		}
 		if (l.resumed)
 			timeout = 0;
 		if (app->shutting_down) {
-			if ((l.live_requests == 0 && l.suspended == 0) || now >= stop_by)
+			if ((l.live_requests == 0 && l.suspended == 0 &&
+			     (!app->cluster || cluster_leave(app->cluster, now))) || now >= stop_by)
 				break;
 			if (timeout < 0 || timeout > 50)
 				timeout = 50;
@@ -754,13 +775,23 @@ int daemon_run(struct app *app)
 				begin_shutdown(&l);
 			} else if (*tag == TAG_REQ) {
 				client_gone((struct conn_req *)(void *)tag);
+			} else if (*tag == TAG_CLUSTER) {
+				cluster_on_event(app->cluster, tag, evs[i].events);
 			}
 		}
+		/* before serving anything: a node paused past its standing ends
+		 * its sessions here first */
+		if (app->cluster && cluster_timeout(app->cluster, daemon_now_ms()) == 0)
+			cluster_tick(app->cluster, daemon_now_ms());
 		l.resumed = false;
 		MHD_run(l.mhd);
 	}
 	rc = 0;
 out:
+	if (app->cluster) {
+		cluster_free(app->cluster);
+		app->cluster = NULL;
+	}
 	if (l.mhd)
 		MHD_stop_daemon(l.mhd);
 	close(l.epfd);

@@ -1,10 +1,12 @@
 /* main: flags, the store, the loop. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "config.h"
 #include "daemon.h"
 #include "request.h"
+#include "../cluster/cluster.h"
 
 /* One info line per lease expiry. */
 static void log_expiry(void *ctx, const struct store_session *s)
@@ -40,7 +42,17 @@ int main(int argc, char **argv)
 	sc.max_waiters = cfg.max_waiters;
 	sc.event_buffer = cfg.event_buffer;
 	sc.random = daemon_random;
-	sc.expired = log_expiry;
+	sc.expired = cfg.etcd ? NULL : log_expiry; /* a cluster logs the expiries of its own sessions */
+	if (cfg.etcd) {
+		sc.lease_due = cluster_lease_due;
+		sc.lease_due_ctx = &app;
+	}
+	{
+		time_t t = time(NULL);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(app.started, sizeof(app.started), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
 	app.cfg = &cfg;
 	app.metrics = &metrics;
 	app.store = store_new(&sc);

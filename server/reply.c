@@ -34,6 +34,8 @@ static const struct {
 	[ERR_LIMIT_REACHED] = { 503, "limit_reached", "A server limit was reached; try again later." },
 	[ERR_NO_MEMORY] = { 503, "limit_reached", "The server is out of memory; nothing was changed." },
 	[ERR_SHUTTING_DOWN] = { 503, "shutting_down", "The server is shutting down." },
+	[ERR_CLUSTER_UNAVAILABLE] = { 503, "cluster_unavailable", "etcd cannot be reached or has no leader; nothing was changed." },
+	[ERR_NODE_UNREACHABLE] = { 503, "node_unreachable", "The node this request belongs to cannot be reached." },
 };
 
 static const enum api_error store_errors[STORE_RC_COUNT] = {

@@ -22,6 +22,7 @@ struct app {
 	const struct config *cfg;
 	struct metrics *metrics;
 	struct cluster *cluster; /* NULL on a single node (no --etcd) */
+	char started[32];        /* when the server started (RFC 3339, UTC) */
 	bool shutting_down;
 };
 
@@ -57,6 +58,12 @@ struct http_request {
 	 * set, is called once when the request ends, however it ends */
 	void *state;
 	void (*cleanup)(struct http_request *req);
+	/* cluster mode: the write or forward in flight for this request
+	 * (cluster_request_done frees it), and what the router did already */
+	void *cl_op;
+	bool caught_up;   /* the node caught up with etcd before calling a token or id unknown */
+	const char *forward_secret; /* X-Rollcall-Forward, or NULL */
+	const char *content_type;   /* Content-Type, or NULL */
 	/* a streamed answer's state, owned by the stream (see http_stream) */
 	const struct http_stream *stream;
 	void *stream_state;
@@ -84,6 +91,7 @@ struct http_reply {
 	const char *allow;   /* static; the Allow header of a 405 */
 	const char *cache_control; /* static, or NULL for none */
 	const char *www_authenticate; /* static, or NULL for none */
+	const char *node;    /* X-Rollcall-Node when not this node (a relayed answer) */
 	bool with_index;     /* add X-Rollcall-Index */
 	uint64_t index;
 	bool suspend;        /* the handler parked req->waiter: suspend the connection */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../cluster/cluster.h"
 #include "../handlers/handlers.h"
 #include "reply.h"
 #include "uri.h"
@@ -32,6 +33,7 @@ static const struct route routes[] = {
 	{ "/metrics", API, { [HTTP_GET] = ops_metrics }, "GET, HEAD" },
 	{ "/v1/stats", API, { [HTTP_GET] = ops_stats }, "GET, HEAD" },
 	{ "/v1/sessions", API, { [HTTP_GET] = sessions_list, [HTTP_POST] = sessions_create }, "GET, HEAD, POST" },
+	{ "/v1/nodes", API, { [HTTP_GET] = ops_nodes }, "GET, HEAD" },
 	{ "/v1/sessions/*", API, { [HTTP_GET] = sessions_get, [HTTP_DELETE] = sessions_delete }, "GET, HEAD, DELETE" },
 	{ "/v1/sessions/*/heartbeat", API, { [HTTP_POST] = sessions_heartbeat }, "POST" },
 	{ "/v1/sessions/*/messages", API_RW, { [HTTP_GET] = messages_receive }, "GET, HEAD" },
@@ -159,6 +161,25 @@ static bool authorized(struct http_request *req, struct http_reply *rep, const s
 	return false;
 }
 
+/* ?min_index=N on a single node: its index is all there is, so an N
+ * beyond it is 503 cluster_unavailable at once. */
+static bool min_index_ok(struct http_request *req, struct http_reply *rep)
+{
+	const char *v;
+	size_t n;
+	uint64_t min;
+
+	if (!uri_query_find(req->query, req->query_len, "min_index", &v, &n))
+		return true;
+	if (!query_uint(req, rep, "min_index", 0, &min))
+		return false;
+	if (min > store_index(req->app->store)) {
+		reply_error(rep, ERR_CLUSTER_UNAVAILABLE, "min_index is beyond this server's index.");
+		return false;
+	}
+	return true;
+}
+
 void router_dispatch(struct http_request *req, struct http_reply *rep)
 {
 	const struct route *r = NULL;
@@ -193,6 +214,16 @@ void router_dispatch(struct http_request *req, struct http_reply *rep)
 		reply_error(rep, ERR_SHUTTING_DOWN, NULL);
 		return;
 	}
+	if (req->path_len >= 3 && !memcmp(req->path, "/v1", 3)) {
+		if (app->cluster) {
+			/* a copy not ready, ?min_index=, a session homed elsewhere */
+			/* /v1/sessions/{id}...: the id is a session's, whose home answers */
+			if (!cluster_route(req, rep, !strncmp(r->pattern, "/v1/sessions/*", 14)))
+				return;
+		} else if (!min_index_ok(req, rep)) {
+			return;
+		}
+	}
 	/* Any request that carries a live session's token is a sign of life.
 	 * Looked up on every call: a resumed request's session may be gone. */
 	req->caller = NULL;
@@ -202,7 +233,7 @@ void router_dispatch(struct http_request *req, struct http_reply *rep)
 			store_session_touch(app->store, req->now, req->caller);
 	}
 	h(req, rep);
-	if (req->path_len >= 3 && !memcmp(req->path, "/v1", 3)) {
+	if (req->path_len >= 3 && !memcmp(req->path, "/v1", 3) && !rep->with_index) {
 		rep->with_index = true;
 		rep->index = store_index(app->store);
 	}

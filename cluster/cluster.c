@@ -1,0 +1,2257 @@
+/* cluster: see cluster.h. Keys in etcd, under the prefix P:
+ *   P n/<node>        {"url","since"}, on the node's lease: the node is live while it exists;
+ *                     its create_revision is the node's incarnation
+ *   P s/<id>          {"node","nrev","token","ttl","label"}: a session, homed on incarnation nrev
+ *   P k/<key>         {"s":<id>,"v":<value>}: a name
+ *   P p/<id>/<key>    <value>: a property entry;  P g/<id>/<group>  <value>: a membership
+ *   P e/<node>        <id>: written with an explicit session delete (so readers say deleted, not expired)
+ *   P secret          the shared secret nodes forward with
+ * An entry is visible only while its session's record is, and a session only
+ * while its node's key (of the same incarnation) is: deleting one record is
+ * the single step that ends all a session holds, on every node at once. */
+#define _GNU_SOURCE
+#include "cluster.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "../handlers/handlers.h"
+#include "../server/jw.h"
+#include "../server/reply.h"
+#include "../server/uri.h"
+#include "etcd.h"
+#include "httpc.h"
+
+#define WRITE_TIMEOUT_MS 9000    /* above etcd's 7 s request timeout */
+#define READ_TIMEOUT_MS 5000
+#define APPLY_WAIT_MS 10000      /* a write's answer waits this long for the copy at most */
+#define RETRY_MS 500             /* joining, the watch: again after this */
+#define MAX_TRIES 6              /* a write's compare-and-retry rounds */
+#define CLEAN_BATCH 60           /* names deleted per clean-up transaction */
+
+uint64_t daemon_now_ms(void);
+void daemon_random(void *ctx, void *buf, size_t len);
+
+/* A NUL-terminated copy of s[0..n), or NULL. */
+static char *store_dup(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+/* b[0..n) as 2n lowercase hex digits and a NUL. */
+static void store_hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+struct node {
+	char name[65];
+	char *url;
+	char since[32];
+	int64_t crev; /* the incarnation: its key's create_revision */
+	size_t sessions;
+	struct node *next;
+};
+
+/* A session's names, values kept as written, to be deleted once its node is gone. */
+struct clean_item {
+	char *key; /* full etcd key */
+	size_t klen;
+	char *value; /* the value to compare with, or NULL: delete without compare */
+	size_t vlen;
+	bool range;  /* every key under key (which ends in '/') */
+	bool solo;   /* in a transaction of its own */
+	struct clean_item *next;
+};
+
+struct cluster {
+	struct app *app;
+	struct store *st;
+	const struct config *cfg;
+	struct httpc *hc;
+	char **urls;
+	size_t nurls, cur;
+	const char *prefix;
+	size_t plen;
+	enum cluster_state state;
+	bool loaded;         /* the first copy is in */
+	bool leaving;
+	bool taken_over;     /* another process took our name: never join again */
+	int64_t lease;       /* the node's lease, 0 while it has none */
+	int64_t my_crev;     /* this incarnation's node key create_revision */
+	struct node *nodes;  /* live nodes, by name */
+	struct node *me;     /* in nodes while live; else me_shadow */
+	struct node me_shadow;
+	char secret[33];
+	uint64_t last_renewed; /* when the latest successful renewal was sent */
+	uint64_t next_renew, next_join, next_watch, next_clean;
+	struct httpc_req *join_req, *renew_req, *watch_req, *clean_req, *leave_req;
+	int join_step;
+	struct jw line;      /* not used: lines come whole from httpc */
+	uint64_t last_watch_ms;
+	struct clean_item *clean_head, *clean_tail, *clean_busy;
+	uint64_t etcd_requests, etcd_failures, forwards, forward_failures;
+	double rtt_ms;
+};
+
+/* --- small helpers --- */
+
+static const char *state_names[] = { "joining", "live", "degraded", "fenced" };
+
+const char *cluster_state_name(enum cluster_state s) { return state_names[s]; }
+enum cluster_state cluster_state(const struct cluster *cl) { return cl->state; }
+const char *cluster_node(const struct cluster *cl) { return cl->cfg->node; }
+
+static void set_state(struct cluster *cl, enum cluster_state s, const char *why)
+{
+	if (cl->state == s)
+		return;
+	fprintf(stderr, "rollcall: cluster: %s -> %s: %s\n", state_names[cl->state], state_names[s], why);
+	fflush(stderr);
+	cl->state = s;
+}
+
+/* The full key P<kind>/<rest>; malloc'd into *out, length returned (0: no memory). */
+static size_t key_of(const struct cluster *cl, char kind, const char *a, size_t alen, const char *b, size_t blen,
+		     char **out)
+{
+	size_t n = cl->plen + 2 + alen + (b ? 1 + blen : 0);
+	char *k = malloc(n + 1), *p;
+
+	*out = k;
+	if (!k)
+		return 0;
+	memcpy(k, cl->prefix, cl->plen);
+	p = k + cl->plen;
+	*p++ = kind;
+	*p++ = '/';
+	memcpy(p, a, alen);
+	p += alen;
+	if (b) {
+		*p++ = '/';
+		memcpy(p, b, blen);
+		p += blen;
+	}
+	*p = '\0';
+	return n;
+}
+
+static struct node *node_find(struct cluster *cl, const char *name, size_t n)
+{
+	struct node *nd;
+
+	for (nd = cl->nodes; nd; nd = nd->next)
+		if (strlen(nd->name) == n && !memcmp(nd->name, name, n))
+			return nd;
+	return NULL;
+}
+
+const char *cluster_node_url(const struct cluster *cl, const char *name)
+{
+	struct node *nd = node_find((struct cluster *)cl, name, strlen(name));
+
+	return nd ? nd->url : NULL;
+}
+
+/* The lowest-named live node cleans up after lost ones. */
+static bool is_cleaner(const struct cluster *cl)
+{
+	return cl->nodes && cl->nodes == cl->me;
+}
+
+/* --- talking to etcd --- */
+
+struct ecall {
+	struct cluster *cl;
+	uint64_t t0;
+	void (*done)(void *ctx, const struct httpc_result *res);
+	void *ctx;
+	struct httpc_req **slot; /* cleared when it ends */
+};
+
+static void ecall_done(void *ctx, const struct httpc_result *res)
+{
+	struct ecall *ec = ctx;
+	struct cluster *cl = ec->cl;
+	double ms = (double)(daemon_now_ms() - ec->t0);
+
+	cl->rtt_ms = cl->rtt_ms ? cl->rtt_ms * 0.9 + ms * 0.1 : ms;
+	if (ec->slot)
+		*ec->slot = NULL;
+	if (res->status == 0 || res->status >= 500) {
+		cl->etcd_failures++;
+		cl->cur = (cl->cur + 1) % cl->nurls; /* try another member next time */
+	}
+	ec->done(ec->ctx, res);
+	free(ec);
+}
+
+/* POSTs body to the current etcd member's path. write: fail fast without a
+ * leader (Grpc-Metadata-hasleader). *slot (may be NULL) holds the request
+ * while it runs. False when out of memory (nothing started). */
+static bool etcd_post(struct cluster *cl, const char *path, const char *body, size_t len, bool write,
+		      unsigned timeout_ms, void (*done)(void *, const struct httpc_result *), void *ctx,
+		      struct httpc_req **slot)
+{
+	static const char *const hdr_w[] = { "Content-Type: application/json", "Grpc-Metadata-hasleader: true", NULL };
+	static const char *const hdr_r[] = { "Content-Type: application/json", NULL };
+	struct ecall *ec = calloc(1, sizeof(*ec));
+	struct httpc_opts o = { 0 };
+	char url[512];
+	struct httpc_req *r;
+
+	if (!ec)
+		return false;
+	snprintf(url, sizeof(url), "%s%s", cl->urls[cl->cur], path);
+	ec->cl = cl;
+	ec->t0 = daemon_now_ms();
+	ec->done = done;
+	ec->ctx = ctx;
+	ec->slot = slot;
+	o.method = "POST";
+	o.url = url;
+	o.body = body;
+	o.body_len = len;
+	o.headers = write ? hdr_w : hdr_r;
+	o.timeout_ms = timeout_ms;
+	o.on_done = ecall_done;
+	o.ctx = ec;
+	cl->etcd_requests++;
+	r = httpc_start(cl->hc, &o);
+	if (!r) {
+		free(ec);
+		return false;
+	}
+	if (slot)
+		*slot = r;
+	return true;
+}
+
+/* A txn answer: ETCD_OK with *out filled (free it), else a failure. */
+static enum etcd_rc txn_result(const struct httpc_result *res, struct etcd_txn_result *out)
+{
+	struct etcd_error err;
+
+	memset(out, 0, sizeof(*out));
+	if (res->status != 200)
+		return ETCD_E_ERROR;
+	return etcd_parse_txn(res->body, res->body_len, out, &err);
+}
+
+/* --- the copy: applying what etcd says --- */
+
+static void end_node_sessions(struct cluster *cl, const char *home, bool queue_clean);
+static void fence(struct cluster *cl, const char *why);
+
+/* A session record's fields. */
+struct srec {
+	char node[65];
+	int64_t nrev;
+	char token[STORE_TOKEN_LEN + 1];
+	unsigned ttl;
+	const char *label;
+	size_t llen;
+	cJSON *root;
+};
+
+static bool parse_srec(const char *v, size_t n, struct srec *r)
+{
+	const cJSON *node, *nrev, *tok, *ttl, *label;
+
+	memset(r, 0, sizeof(*r));
+	r->root = cJSON_ParseWithLength(v, n);
+	if (!r->root)
+		return false;
+	node = cJSON_GetObjectItemCaseSensitive(r->root, "node");
+	nrev = cJSON_GetObjectItemCaseSensitive(r->root, "nrev");
+	tok = cJSON_GetObjectItemCaseSensitive(r->root, "token");
+	ttl = cJSON_GetObjectItemCaseSensitive(r->root, "ttl");
+	label = cJSON_GetObjectItemCaseSensitive(r->root, "label");
+	if (!cJSON_IsString(node) || strlen(node->valuestring) > 64 || !cJSON_IsString(nrev) ||
+	    !etcd_parse_int64(nrev->valuestring, strlen(nrev->valuestring), &r->nrev) || !cJSON_IsString(tok) ||
+	    strlen(tok->valuestring) != STORE_TOKEN_LEN || !cJSON_IsNumber(ttl) || ttl->valuedouble < 1 ||
+	    ttl->valuedouble > 1e9) {
+		cJSON_Delete(r->root);
+		r->root = NULL;
+		return false;
+	}
+	strcpy(r->node, node->valuestring);
+	strcpy(r->token, tok->valuestring);
+	r->ttl = (unsigned)ttl->valuedouble;
+	if (cJSON_IsString(label)) {
+		r->label = label->valuestring;
+		r->llen = strlen(label->valuestring);
+	}
+	return true;
+}
+
+/* A name's value {"s":<id>,"v":<value>}: the id and the value's text. */
+static bool parse_name(const char *v, size_t n, char *sid, char **val, size_t *vlen)
+{
+	cJSON *root = cJSON_ParseWithLength(v, n);
+	const cJSON *s, *x;
+	bool ok = false;
+
+	*val = NULL;
+	if (!root)
+		return false;
+	s = cJSON_GetObjectItemCaseSensitive(root, "s");
+	x = cJSON_GetObjectItemCaseSensitive(root, "v");
+	if (cJSON_IsString(s) && strlen(s->valuestring) == STORE_ID_LEN && x) {
+		strcpy(sid, s->valuestring);
+		*val = cJSON_PrintUnformatted(x);
+		ok = *val != NULL;
+		if (ok)
+			*vlen = strlen(*val);
+	}
+	cJSON_Delete(root);
+	return ok;
+}
+
+/* {"s":"<id>","v":<value>}: written the same way by every node, so a
+ * value compare can find it again. */
+static char *name_value(const char *sid, const char *v, size_t vlen, size_t *len)
+{
+	struct jw w = { 0 };
+
+	jw_lit(&w, "{\"s\":\"");
+	jw_raw(&w, sid, STORE_ID_LEN);
+	jw_lit(&w, "\",\"v\":");
+	jw_raw(&w, v, vlen);
+	jw_lit(&w, "}");
+	return jw_finish(&w, len);
+}
+
+static void node_put(struct cluster *cl, const char *name, size_t n, const struct etcd_kv *kv)
+{
+	struct node *nd = node_find(cl, name, n), **pp;
+	cJSON *root;
+	const cJSON *url, *since;
+
+	if (n == 0 || n > 64)
+		return;
+	if (n == strlen(cl->cfg->node) && !memcmp(name, cl->cfg->node, n)) {
+		if (cl->my_crev && kv->create_revision != cl->my_crev) {
+			/* another process took this node's name: we are dropped for good */
+			cl->taken_over = true;
+			fence(cl, "another node started under this node's name");
+			return;
+		}
+		nd = &cl->me_shadow;
+		if (!node_find(cl, name, n))
+			nd = NULL; /* not listed yet: listed below */
+	}
+	if (nd && nd->crev != kv->create_revision && nd != &cl->me_shadow) {
+		/* the same name, a new incarnation: the earlier one's sessions end */
+		end_node_sessions(cl, nd->name, true);
+		nd->sessions = 0;
+	}
+	root = cJSON_ParseWithLength(kv->value, kv->vlen);
+	url = cJSON_GetObjectItemCaseSensitive(root, "url");
+	since = cJSON_GetObjectItemCaseSensitive(root, "since");
+	if (!cJSON_IsString(url)) {
+		cJSON_Delete(root);
+		return;
+	}
+	if (!nd) {
+		if (n == strlen(cl->cfg->node) && !memcmp(name, cl->cfg->node, n)) {
+			nd = &cl->me_shadow; /* our own key: keep the pointer sessions already use */
+		} else {
+			nd = calloc(1, sizeof(*nd));
+			if (!nd) {
+				cJSON_Delete(root);
+				return;
+			}
+			memcpy(nd->name, name, n);
+		}
+		for (pp = &cl->nodes; *pp && strcmp((*pp)->name, nd->name) < 0; pp = &(*pp)->next)
+			;
+		nd->next = *pp;
+		*pp = nd;
+	}
+	free(nd->url);
+	nd->url = strdup(url->valuestring);
+	snprintf(nd->since, sizeof(nd->since), "%s", cJSON_IsString(since) ? since->valuestring : "");
+	nd->crev = kv->create_revision;
+	cJSON_Delete(root);
+}
+
+static void node_delete(struct cluster *cl, const char *name, size_t n)
+{
+	struct node *nd = node_find(cl, name, n), **pp;
+
+	if (!nd)
+		return;
+	end_node_sessions(cl, nd->name, true);
+	for (pp = &cl->nodes; *pp != nd; pp = &(*pp)->next)
+		;
+	*pp = nd->next;
+	nd->next = NULL;
+	nd->sessions = 0;
+	if (nd == &cl->me_shadow) { /* dropped by the others (or by a process taking our name) */
+		fence(cl, "this node's key was deleted in etcd");
+		return;
+	}
+	free(nd->url);
+	free(nd);
+}
+
+static void clean_push(struct cluster *cl, char kind, const char *a, size_t alen, const char *b, size_t blen,
+		       bool range, const char *value, size_t vlen)
+{
+	struct clean_item *it = calloc(1, sizeof(*it));
+
+	if (!it)
+		return;
+	it->klen = key_of(cl, kind, a, alen, b, blen, &it->key);
+	if (!it->klen) {
+		free(it);
+		return;
+	}
+	it->range = range;
+	if (value) {
+		it->value = store_dup(value, vlen);
+		it->vlen = vlen;
+	}
+	if (cl->clean_tail)
+		cl->clean_tail->next = it;
+	else
+		cl->clean_head = it;
+	cl->clean_tail = it;
+	if (!cl->clean_req && !cl->next_clean)
+		cl->next_clean = daemon_now_ms();
+}
+
+/* Ends every session homed on `home` (inside an open revision): they are
+ * gone on every node at this index. The clean-up node queues their keys. */
+static void end_node_sessions(struct cluster *cl, const char *home, bool queue_clean)
+{
+	struct store_session *page[256];
+	char after[STORE_ID_LEN + 1] = "";
+	bool more = true;
+
+	while (more) {
+		size_t n = store_session_page(cl->st, after[0] ? after : NULL, STORE_ID_LEN, 256, page, &more), i;
+		if (n)
+			memcpy(after, page[n - 1]->id, STORE_ID_LEN + 1);
+		for (i = 0; i < n; i++) {
+			struct store_session *s = page[i];
+			if (!s->home || strcmp(s->home, home))
+				continue;
+			if (queue_clean && is_cleaner(cl)) {
+				struct store_name *nm;
+				for (nm = s->names_head; nm; nm = nm->s_next) {
+					size_t vl;
+					char *v = name_value(s->id, nm->value, nm->vlen, &vl);
+					if (v)
+						clean_push(cl, 'k', nm->key, nm->klen, NULL, 0, false, v, vl);
+					free(v);
+				}
+				clean_push(cl, 'p', s->id, STORE_ID_LEN, "", 0, true, NULL, 0);
+				clean_push(cl, 'g', s->id, STORE_ID_LEN, "", 0, true, NULL, 0);
+				clean_push(cl, 's', s->id, STORE_ID_LEN, NULL, 0, false, NULL, 0);
+			}
+			store_session_end(cl->st, s, true);
+		}
+	}
+}
+
+static void session_put(struct cluster *cl, const char *id, size_t n, const struct etcd_kv *kv)
+{
+	struct store_session *s;
+	struct node *nd;
+	struct srec r;
+	char sid[STORE_ID_LEN + 1];
+
+	if (n != STORE_ID_LEN || store_session_lookup(cl->st, id, n))
+		return; /* a session record never changes once made */
+	if (!parse_srec(kv->value, kv->vlen, &r))
+		return;
+	nd = node_find(cl, r.node, strlen(r.node));
+	if (nd && nd->crev == r.nrev) {
+		memcpy(sid, id, n);
+		sid[n] = '\0';
+		if (store_session_insert(cl->st, daemon_now_ms(), sid, r.token, r.ttl, r.label, r.llen, nd->name,
+					 nd != cl->me, &s) == STORE_CREATED)
+			nd->sessions++;
+	}
+	cJSON_Delete(r.root);
+}
+
+static void session_delete(struct cluster *cl, const char *id, size_t n, const char *deleted, size_t dlen)
+{
+	struct store_session *s = store_session_lookup(cl->st, id, n);
+	struct node *nd;
+
+	if (!s)
+		return;
+	nd = s->home ? node_find(cl, s->home, strlen(s->home)) : NULL;
+	if (nd && nd->sessions)
+		nd->sessions--;
+	store_session_end(cl->st, s, !(deleted && dlen == n && !memcmp(deleted, id, n)));
+}
+
+static void name_put(struct cluster *cl, const char *key, size_t klen, const struct etcd_kv *kv)
+{
+	char sid[STORE_ID_LEN + 1], *val;
+	struct store_session *s;
+	struct store_name *nm;
+	size_t vlen;
+
+	if (!parse_name(kv->value, kv->vlen, sid, &val, &vlen))
+		return;
+	s = store_session_lookup(cl->st, sid, STORE_ID_LEN);
+	nm = store_name_get(cl->st, key, klen);
+	if (nm && nm->owner != s)
+		store_name_delete(cl->st, nm->owner, key, klen); /* taken over from an ended owner */
+	if (s)
+		store_name_register(cl->st, s, key, klen, val, vlen, &nm);
+	free(val);
+}
+
+static void name_delete(struct cluster *cl, const char *key, size_t klen)
+{
+	struct store_name *nm = store_name_get(cl->st, key, klen);
+
+	if (nm)
+		store_name_delete(cl->st, nm->owner, key, klen);
+}
+
+static void entry_apply(struct cluster *cl, bool group, bool del, const char *rest, size_t n,
+			const struct etcd_kv *kv)
+{
+	struct store_session *s;
+	struct store_entry *e;
+
+	if (n < STORE_ID_LEN + 2 || rest[STORE_ID_LEN] != '/')
+		return;
+	s = store_session_lookup(cl->st, rest, STORE_ID_LEN);
+	if (!s)
+		return;
+	rest += STORE_ID_LEN + 1;
+	n -= STORE_ID_LEN + 1;
+	if (del) {
+		if (group)
+			store_group_leave(cl->st, s, rest, n);
+		else
+			store_prop_remove(cl->st, s, rest, n);
+	} else if (kv->vlen && kv->vlen <= cl->cfg->max_body) {
+		if (group)
+			store_group_join(cl->st, s, rest, n, kv->value, kv->vlen, &e);
+		else
+			store_prop_set(cl->st, s, rest, n, kv->value, kv->vlen, &e);
+	}
+}
+
+/* One key's change, inside an open revision. deleted: the session an
+ * explicit delete in this revision ended (from P e/...), or NULL. */
+static void apply_kv(struct cluster *cl, bool del, const struct etcd_kv *kv, const char *deleted, size_t dlen)
+{
+	const char *k = kv->key, *rest;
+	size_t n;
+
+	if (kv->klen < cl->plen + 2 || memcmp(k, cl->prefix, cl->plen) || k[cl->plen + 1] != '/')
+		return;
+	rest = k + cl->plen + 2;
+	n = kv->klen - cl->plen - 2;
+	switch (k[cl->plen]) {
+	case 'n':
+		if (del)
+			node_delete(cl, rest, n);
+		else
+			node_put(cl, rest, n, kv);
+		break;
+	case 's':
+		if (del)
+			session_delete(cl, rest, n, deleted, dlen);
+		else
+			session_put(cl, rest, n, kv);
+		break;
+	case 'k':
+		if (n == 0 || n > STORE_KEY_MAX)
+			break;
+		if (del)
+			name_delete(cl, rest, n);
+		else
+			name_put(cl, rest, n, kv);
+		break;
+	case 'p':
+	case 'g':
+		entry_apply(cl, k[cl->plen] == 'g', del, rest, n, kv);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Applies events [from, to) of one revision. */
+static void apply_revision(struct cluster *cl, const struct etcd_event *ev, size_t count, int64_t rev)
+{
+	const char *deleted = NULL;
+	size_t dlen = 0, i;
+
+	for (i = 0; i < count; i++) /* the explicit delete marker of this revision, if any */
+		if (!ev[i].del && ev[i].kv.klen > cl->plen + 2 && ev[i].kv.key[cl->plen] == 'e' &&
+		    !memcmp(ev[i].kv.key, cl->prefix, cl->plen)) {
+			deleted = ev[i].kv.value;
+			dlen = ev[i].kv.vlen;
+		}
+	store_revision_begin(cl->st, (uint64_t)rev);
+	for (i = 0; i < count; i++)
+		apply_kv(cl, ev[i].del, &ev[i].kv, deleted, dlen);
+	store_revision_end(cl->st);
+}
+
+/* --- fencing: this node's standing ran out --- */
+
+static void end_own_sessions(struct cluster *cl)
+{
+	store_revision_begin(cl->st, store_index(cl->st));
+	end_node_sessions(cl, cl->me_shadow.name, false);
+	store_revision_end(cl->st);
+	cl->me_shadow.sessions = 0;
+}
+
+static void fence(struct cluster *cl, const char *why)
+{
+	struct node **pp;
+
+	if (cl->state == CLUSTER_FENCED)
+		return;
+	set_state(cl, CLUSTER_FENCED, why);
+	end_own_sessions(cl);
+	for (pp = &cl->nodes; *pp; pp = &(*pp)->next)
+		if (*pp == &cl->me_shadow) {
+			*pp = cl->me_shadow.next;
+			break;
+		}
+	cl->me_shadow.next = NULL;
+	cl->lease = 0;
+	cl->my_crev = 0;
+	if (cl->renew_req) {
+		httpc_cancel(cl->hc, cl->renew_req);
+		cl->renew_req = NULL;
+	}
+	cl->next_join = cl->taken_over ? 0 : daemon_now_ms();
+	cl->join_step = 0;
+}
+
+/* --- the watch --- */
+
+static void start_watch(struct cluster *cl);
+
+static bool watch_line(void *ctx, const char *line, size_t len)
+{
+	struct cluster *cl = ctx;
+	struct etcd_watch_msg m;
+	struct etcd_error err;
+	enum etcd_rc rc;
+	size_t i, j;
+
+	if (len == 0)
+		return true;
+	rc = etcd_parse_watch_line(line, len, &m, &err);
+	if (rc != ETCD_OK) {
+		fprintf(stderr, "rollcall: cluster: watch: %s\n",
+			rc == ETCD_E_ERROR ? err.message : "an answer that is not a watch message");
+		if (cl->state == CLUSTER_LIVE)
+			set_state(cl, CLUSTER_DEGRADED, "the etcd watch failed");
+		cl->watch_req = NULL;
+		cl->next_watch = daemon_now_ms() + RETRY_MS;
+		return false;
+	}
+	cl->last_watch_ms = daemon_now_ms();
+	if (m.canceled) {
+		fprintf(stderr, "rollcall: cluster: watch canceled (compacted at %lld)\n",
+			(long long)m.compact_revision);
+		/* Events were compacted away: go on from what etcd still has. */
+		if (m.compact_revision > (int64_t)store_index(cl->st))
+			store_revision_begin(cl->st, (uint64_t)m.compact_revision - 1), store_revision_end(cl->st);
+		etcd_watch_msg_free(&m);
+		cl->watch_req = NULL;
+		cl->next_watch = daemon_now_ms() + RETRY_MS;
+		return false;
+	}
+	for (i = 0; i < m.nevents; i = j) {
+		int64_t rev = m.events[i].kv.mod_revision;
+		for (j = i + 1; j < m.nevents && m.events[j].kv.mod_revision == rev; j++)
+			;
+		if (rev > (int64_t)store_index(cl->st))
+			apply_revision(cl, m.events + i, j - i, rev);
+	}
+	/* A progress notification: nothing of ours up to its revision. (The
+	 * `created` answer's revision is etcd's current one, whose events may
+	 * still be on their way: it proves nothing.) */
+	if (!m.nevents && !m.created && m.h.revision > (int64_t)store_index(cl->st)) {
+		store_revision_begin(cl->st, (uint64_t)m.h.revision);
+		store_revision_end(cl->st);
+	}
+	etcd_watch_msg_free(&m);
+	return true;
+}
+
+static void watch_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+
+	cl->watch_req = NULL;
+	fprintf(stderr, "rollcall: cluster: the etcd watch ended (%s)\n", res->error ? res->error : "closed");
+	if (cl->state == CLUSTER_LIVE)
+		set_state(cl, CLUSTER_DEGRADED, "the etcd watch ended");
+	cl->next_watch = daemon_now_ms() + RETRY_MS;
+}
+
+static void start_watch(struct cluster *cl)
+{
+	static const char *const hdr[] = { "Content-Type: application/json", "Grpc-Metadata-hasleader: true", NULL };
+	char end[300], url[512];
+	struct httpc_opts o = { 0 };
+	size_t len, elen = etcd_prefix_end(cl->prefix, cl->plen, end);
+	char *body = etcd_watch_body(cl->prefix, cl->plen, end, elen, (int64_t)store_index(cl->st) + 1, &len);
+
+	cl->next_watch = 0;
+	if (!body) {
+		cl->next_watch = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+	snprintf(url, sizeof(url), "%s/v3/watch", cl->urls[cl->cur]);
+	o.method = "POST";
+	o.url = url;
+	o.body = body;
+	o.body_len = len;
+	o.headers = hdr;
+	o.on_line = watch_line;
+	o.on_done = watch_done;
+	o.ctx = cl;
+	cl->watch_req = httpc_start(cl->hc, &o);
+	free(body);
+	if (!cl->watch_req)
+		cl->next_watch = daemon_now_ms() + RETRY_MS;
+	cl->last_watch_ms = daemon_now_ms();
+}
+
+/* --- joining: lease, node key, secret, first copy, watch --- */
+
+static void join_next(struct cluster *cl);
+
+static void join_failed(struct cluster *cl, const char *what, const struct httpc_result *res)
+{
+	struct etcd_error err;
+
+	etcd_parse_error(res->body, res->body_len, res->status, &err);
+	fprintf(stderr, "rollcall: cluster: joining: %s failed: %s\n", what,
+		res->status ? err.message : (res->error ? res->error : "no answer"));
+	cl->join_step = 0;
+	cl->next_join = daemon_now_ms() + RETRY_MS * 2;
+}
+
+static int kv_rank(const struct cluster *cl, const struct etcd_kv *kv)
+{
+	char c = kv->klen > cl->plen ? kv->key[cl->plen] : 0;
+
+	return c == 'n' ? 0 : c == 's' ? 1 : 2;
+}
+
+static const struct cluster *sort_cl;
+
+static int kv_cmp(const void *a, const void *b)
+{
+	const struct etcd_kv *x = a, *y = b;
+	int rx = kv_rank(sort_cl, x), ry = kv_rank(sort_cl, y);
+
+	if (rx != ry)
+		return rx - ry;
+	return x->create_revision < y->create_revision ? -1 : x->create_revision > y->create_revision;
+}
+
+/* The first copy: every key under the prefix at one revision, applied as
+ * that revision (nodes, then sessions, then entries in creation order). */
+static void load_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+	struct etcd_range r;
+	struct etcd_error err;
+	size_t i;
+
+	if (res->status != 200 || etcd_parse_range(res->body, res->body_len, &r, &err) != ETCD_OK) {
+		join_failed(cl, "reading the registry", res);
+		return;
+	}
+	sort_cl = cl;
+	qsort(r.kvs, r.nkvs, sizeof(r.kvs[0]), kv_cmp);
+	if (!cl->loaded || r.h.revision > (int64_t)store_index(cl->st)) {
+		store_revision_begin(cl->st, (uint64_t)r.h.revision);
+		for (i = 0; i < r.nkvs; i++) {
+			if (cl->loaded && kv_rank(cl, &r.kvs[i]) != 0)
+				continue; /* a re-join after fencing: only the node table is read again */
+			apply_kv(cl, false, &r.kvs[i], NULL, 0);
+		}
+		store_revision_end(cl->st);
+	}
+	etcd_range_free(&r);
+	cl->loaded = true;
+	cl->join_step = 0;
+	if (!cl->watch_req)
+		start_watch(cl);
+	cl->last_renewed = daemon_now_ms();
+	cl->next_renew = cl->last_renewed + cl->cfg->node_ttl * 1000 / 3;
+	set_state(cl, CLUSTER_LIVE, "joined");
+}
+
+/* The node key is ours (new incarnation) and the secret known: read the registry. */
+static void node_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+	struct etcd_txn_result t;
+	char end[300];
+	size_t len, i, elen;
+	char *body;
+
+	if (txn_result(res, &t) != ETCD_OK) {
+		join_failed(cl, "writing the node key", res);
+		return;
+	}
+	if (!t.succeeded) {
+		etcd_txn_result_free(&t);
+		cl->join_step = 0; /* someone wrote it meanwhile: start again */
+		cl->next_join = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+	cl->my_crev = t.h.revision;
+	/* the secret: ours if we made it, else the one in the range answer */
+	for (i = 0; i < t.nresp; i++)
+		if (t.resp[i].kind == ETCD_RESP_RANGE && t.resp[i].range.nkvs == 1 && t.resp[i].range.kvs[0].vlen == 32)
+			memcpy(cl->secret, t.resp[i].range.kvs[0].value, 33);
+	etcd_txn_result_free(&t);
+	cl->me_shadow.crev = cl->my_crev;
+	cl->me = &cl->me_shadow;
+	if (cl->loaded) { /* a re-join: the watch keeps the copy */
+		cl->join_step = 0;
+		if (!cl->watch_req && !cl->next_watch)
+			cl->next_watch = daemon_now_ms();
+		cl->last_renewed = daemon_now_ms();
+		cl->next_renew = cl->last_renewed + cl->cfg->node_ttl * 1000 / 3;
+		set_state(cl, CLUSTER_LIVE, "joined again");
+		return;
+	}
+	elen = etcd_prefix_end(cl->prefix, cl->plen, end);
+	body = etcd_range_body(cl->prefix, cl->plen, end, elen, 0, false, 0, &len);
+	if (!body || !etcd_post(cl, "/v3/kv/range", body, len, false, 30000, load_done, cl, &cl->join_req)) {
+		free(body);
+		cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+	free(body);
+}
+
+static void now_rfc3339(char *out, size_t n)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The old incarnation's key is gone: write ours (on our lease) and the secret if none. */
+static void cleared_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+	struct etcd_txn_result t;
+	struct etcd_txn tx = { 0 };
+	struct jw v = { 0 };
+	char *key, *skey, *val, *body;
+	size_t klen, sklen, vlen, len;
+
+	if (txn_result(res, &t) != ETCD_OK) {
+		join_failed(cl, "clearing an earlier node of this name", res);
+		return;
+	}
+	etcd_txn_result_free(&t);
+	now_rfc3339(cl->me_shadow.since, sizeof(cl->me_shadow.since));
+	jw_lit(&v, "{\"url\":");
+	jw_str(&v, cl->cfg->advertise, strlen(cl->cfg->advertise));
+	jw_lit(&v, ",\"since\":\"");
+	jw_lit(&v, cl->me_shadow.since);
+	jw_lit(&v, "\"}");
+	val = jw_finish(&v, &vlen);
+	klen = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &key);
+	sklen = cl->plen + 6;
+	skey = malloc(sklen + 1);
+	if (skey)
+		snprintf(skey, sklen + 1, "%ssecret", cl->prefix);
+	if (!val || !klen || !skey) {
+		free(val);
+		free(key);
+		free(skey);
+		cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+	/* The node key, on our lease; the range tells the cluster's secret. */
+	etcd_txn_cmp(&tx, key, klen, ETCD_T_CREATE, ETCD_EQUAL, 0);
+	etcd_txn_put(&tx, false, key, klen, val, vlen, cl->lease, false);
+	etcd_txn_range(&tx, false, skey, sklen, NULL, 0, 0);
+	body = etcd_txn_finish(&tx, &len);
+	free(val);
+	free(key);
+	free(skey);
+	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, node_done, cl, &cl->join_req)) {
+		free(body);
+		cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+	free(body);
+}
+
+/* The secret exists (made or found): clear an earlier incarnation's key. */
+static void secret_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+	struct etcd_txn_result t;
+	struct etcd_txn tx = { 0 };
+	char *key, *body;
+	size_t klen, len;
+
+	if (txn_result(res, &t) != ETCD_OK) {
+		join_failed(cl, "writing the cluster secret", res);
+		return;
+	}
+	etcd_txn_result_free(&t);
+	klen = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &key);
+	if (!klen) {
+		cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+	etcd_txn_delete(&tx, false, key, klen, NULL, 0);
+	body = etcd_txn_finish(&tx, &len);
+	free(key);
+	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, cleared_done, cl, &cl->join_req))
+		cl->next_join = daemon_now_ms() + RETRY_MS, cl->join_step = 0;
+	free(body);
+}
+
+static void grant_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+	struct etcd_header h;
+	struct etcd_txn tx = { 0 };
+	int64_t id, ttl;
+	char *skey, *body, rnd[16], secret[33];
+	size_t sklen, len;
+
+	if (res->status != 200 || etcd_parse_lease(res->body, res->body_len, &h, &id, &ttl, NULL) != ETCD_OK ||
+	    ttl <= 0) {
+		join_failed(cl, "granting the node's lease", res);
+		return;
+	}
+	cl->lease = id;
+	cl->last_renewed = daemon_now_ms();
+	sklen = cl->plen + 6;
+	skey = malloc(sklen + 1);
+	if (!skey) {
+		cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+	snprintf(skey, sklen + 1, "%ssecret", cl->prefix);
+	daemon_random(NULL, rnd, sizeof(rnd));
+	store_hex((unsigned char *)rnd, sizeof(rnd), secret);
+	etcd_txn_cmp(&tx, skey, sklen, ETCD_T_CREATE, ETCD_EQUAL, 0);
+	etcd_txn_put(&tx, false, skey, sklen, secret, 32, 0, false);
+	body = etcd_txn_finish(&tx, &len);
+	free(skey);
+	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, secret_done, cl, &cl->join_req))
+		cl->next_join = daemon_now_ms() + RETRY_MS, cl->join_step = 0;
+	free(body);
+}
+
+static void join_next(struct cluster *cl)
+{
+	size_t len;
+	char *body = etcd_lease_grant_body(cl->cfg->node_ttl, &len);
+
+	cl->next_join = 0;
+	cl->join_step = 1;
+	if (!body || !etcd_post(cl, "/v3/lease/grant", body, len, true, WRITE_TIMEOUT_MS, grant_done, cl, &cl->join_req)) {
+		cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
+	}
+	free(body);
+}
+
+/* --- renewing the node's standing --- */
+
+struct renew {
+	struct cluster *cl;
+	uint64_t sent;
+};
+
+static void renew_done(void *ctx, const struct httpc_result *res)
+{
+	struct renew *rn = ctx;
+	struct cluster *cl = rn->cl;
+	struct etcd_header h;
+	int64_t id, ttl = -1;
+	const char *nl = memchr(res->body, '\n', res->body_len);
+	size_t n = nl ? (size_t)(nl - res->body) : res->body_len;
+
+	cl->renew_req = NULL;
+	if (res->status == 200 && etcd_parse_lease(res->body, n, &h, &id, &ttl, NULL) == ETCD_OK && ttl > 0) {
+		cl->last_renewed = rn->sent;
+		cl->next_renew = rn->sent + cl->cfg->node_ttl * 1000 / 3;
+		if (cl->state == CLUSTER_DEGRADED && cl->watch_req)
+			set_state(cl, CLUSTER_LIVE, "etcd answers again");
+	} else if (res->status == 200 && ttl <= 0) {
+		fence(cl, "etcd says this node's lease is gone");
+	} else {
+		if (cl->state == CLUSTER_LIVE)
+			set_state(cl, CLUSTER_DEGRADED, "renewing the node's lease failed");
+		cl->next_renew = daemon_now_ms() + RETRY_MS;
+	}
+	free(rn);
+}
+
+static void renew(struct cluster *cl)
+{
+	struct renew *rn = malloc(sizeof(*rn));
+	size_t len;
+	char *body = etcd_lease_id_body(cl->lease, &len);
+
+	cl->next_renew = daemon_now_ms() + RETRY_MS;
+	if (!rn || !body) {
+		free(rn);
+		free(body);
+		return;
+	}
+	rn->cl = cl;
+	rn->sent = daemon_now_ms();
+	if (!etcd_post(cl, "/v3/lease/keepalive", body, len, true, 2000, renew_done, rn, &cl->renew_req))
+		free(rn);
+	free(body);
+}
+
+/* --- clean-up of lost nodes' keys (the lowest-named live node) --- */
+
+static void clean_free(struct clean_item *it)
+{
+	while (it) {
+		struct clean_item *next = it->next;
+		free(it->key);
+		free(it->value);
+		free(it);
+		it = next;
+	}
+}
+
+/* A batch failed: a name in it changed (taken over since), or etcd is
+ * away. Its items go back to the queue, each on its own, so that only the
+ * changed ones are left alone. */
+static void clean_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+	struct etcd_txn_result t;
+	struct clean_item *it = cl->clean_busy, *next;
+	bool ok = txn_result(res, &t) == ETCD_OK;
+
+	cl->clean_req = NULL;
+	cl->clean_busy = NULL;
+	if (ok && (t.succeeded || (it && !it->next && it->solo))) { /* done, or a changed name: not ours */
+		etcd_txn_result_free(&t);
+		clean_free(it);
+		cl->next_clean = daemon_now_ms();
+		return;
+	}
+	if (ok)
+		etcd_txn_result_free(&t);
+	for (; it; it = next) { /* back to the front of the queue */
+		next = it->next;
+		it->solo = ok;
+		it->next = cl->clean_head;
+		cl->clean_head = it;
+		if (!cl->clean_tail)
+			cl->clean_tail = it;
+	}
+	cl->next_clean = daemon_now_ms() + (ok ? 0 : RETRY_MS * 4);
+}
+
+/* Sends the next batch of deletes. A name is deleted only if its value is
+ * still the ended owner's (compare), so a name taken over since stays. */
+static void clean_step(struct cluster *cl)
+{
+	struct etcd_txn tx = { 0 };
+	struct clean_item *it, **tail = &cl->clean_busy;
+	size_t n = 0, len;
+	char *body;
+
+	cl->next_clean = 0;
+	if (!cl->clean_head || cl->clean_req || !is_cleaner(cl) || cl->state != CLUSTER_LIVE)
+		return;
+	while ((it = cl->clean_head) && n < CLEAN_BATCH && !(n && it->solo)) {
+		if (it->value)
+			etcd_txn_cmp_value(&tx, it->key, it->klen, ETCD_EQUAL, it->value, it->vlen);
+		if (it->range) {
+			char end[600];
+			size_t elen = etcd_prefix_end(it->key, it->klen, end);
+			etcd_txn_delete(&tx, false, it->key, it->klen, end, elen);
+		} else {
+			etcd_txn_delete(&tx, false, it->key, it->klen, NULL, 0);
+		}
+		cl->clean_head = it->next;
+		it->next = NULL;
+		*tail = it;
+		tail = &it->next;
+		n++;
+		if (it->solo)
+			break;
+	}
+	if (!cl->clean_head)
+		cl->clean_tail = NULL;
+	body = etcd_txn_finish(&tx, &len);
+	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, clean_done, cl, &cl->clean_req)) {
+		struct httpc_result none = { 0 };
+		none.body = "";
+		none.error = "out of memory";
+		clean_done(cl, &none);
+	}
+	free(body);
+}
+
+/* --- the life of the node --- */
+
+static void split_urls(struct cluster *cl, const char *s)
+{
+	const char *p = s;
+
+	while (p) {
+		const char *c = strchr(p, ',');
+		size_t n = c ? (size_t)(c - p) : strlen(p);
+		char **nu = realloc(cl->urls, (cl->nurls + 1) * sizeof(*nu));
+		if (!nu)
+			return;
+		cl->urls = nu;
+		while (n && p[n - 1] == '/')
+			n--;
+		cl->urls[cl->nurls] = store_dup(p, n);
+		if (cl->urls[cl->nurls])
+			cl->nurls++;
+		p = c ? c + 1 : NULL;
+	}
+}
+
+struct cluster *cluster_new(struct app *app, int epfd, int tag)
+{
+	struct cluster *cl = calloc(1, sizeof(*cl));
+
+	if (!cl)
+		return NULL;
+	cl->app = app;
+	cl->st = app->store;
+	cl->cfg = app->cfg;
+	cl->prefix = app->cfg->etcd_prefix;
+	cl->plen = strlen(cl->prefix);
+	cl->hc = httpc_new(epfd, tag);
+	split_urls(cl, app->cfg->etcd);
+	if (!cl->hc || !cl->nurls) {
+		cluster_free(cl);
+		return NULL;
+	}
+	snprintf(cl->me_shadow.name, sizeof(cl->me_shadow.name), "%s", app->cfg->node);
+	cl->me_shadow.url = strdup(app->cfg->advertise);
+	cl->me = &cl->me_shadow;
+	cl->state = CLUSTER_JOINING;
+	cl->next_join = daemon_now_ms();
+	fprintf(stderr, "rollcall: cluster: node %s (%s), etcd %s, prefix %s, node ttl %u s\n", app->cfg->node,
+		app->cfg->advertise, app->cfg->etcd, cl->prefix, app->cfg->node_ttl);
+	return cl;
+}
+
+void cluster_free(struct cluster *cl)
+{
+	struct node *nd, *next;
+	size_t i;
+
+	if (!cl)
+		return;
+	httpc_free(cl->hc);
+	for (nd = cl->nodes; nd; nd = next) {
+		next = nd->next;
+		if (nd != &cl->me_shadow) {
+			free(nd->url);
+			free(nd);
+		}
+	}
+	free(cl->me_shadow.url);
+	clean_free(cl->clean_head);
+	clean_free(cl->clean_busy);
+	for (i = 0; i < cl->nurls; i++)
+		free(cl->urls[i]);
+	free(cl->urls);
+	free(cl);
+}
+
+void cluster_on_event(struct cluster *cl, void *ptr, uint32_t events)
+{
+	httpc_on_event(cl->hc, ptr, events);
+}
+
+static long until(uint64_t t, uint64_t now)
+{
+	return !t ? -1 : t > now ? (long)(t - now) : 0;
+}
+
+static long min_to(long a, long b)
+{
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+long cluster_timeout(struct cluster *cl, uint64_t now)
+{
+	long t = httpc_timeout(cl->hc);
+
+	t = min_to(t, until(cl->next_join, now));
+	t = min_to(t, until(cl->next_watch, now));
+	t = min_to(t, until(cl->next_clean, now));
+	if (cl->lease && !cl->renew_req)
+		t = min_to(t, until(cl->next_renew, now));
+	if (cl->lease && cl->state != CLUSTER_FENCED) /* the standing's end */
+		t = min_to(t, until(cl->last_renewed + cl->cfg->node_ttl * 1000, now));
+	return t;
+}
+
+void cluster_tick(struct cluster *cl, uint64_t now)
+{
+	httpc_run_timers(cl->hc);
+	if (cl->leaving)
+		return;
+	/* No renewal for --node-ttl: the others may have dropped us. End our
+	 * sessions before serving anything more (a node paused past its ttl
+	 * comes here first). */
+	if (cl->lease && cl->state != CLUSTER_FENCED && now >= cl->last_renewed + cl->cfg->node_ttl * 1000)
+		fence(cl, "no renewal of the node's lease for --node-ttl");
+	if (cl->next_join && now >= cl->next_join && !cl->join_req)
+		join_next(cl);
+	if (cl->loaded && cl->next_watch && now >= cl->next_watch && !cl->watch_req)
+		start_watch(cl);
+	if (cl->lease && cl->state != CLUSTER_FENCED && cl->join_step == 0 && !cl->renew_req && now >= cl->next_renew)
+		renew(cl);
+	if (cl->next_clean && now >= cl->next_clean)
+		clean_step(cl);
+}
+
+static void leave_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+
+	(void)res;
+	cl->leave_req = NULL;
+	cl->lease = 0;
+}
+
+bool cluster_leave(struct cluster *cl, uint64_t now)
+{
+	(void)now;
+	if (!cl->leaving) {
+		size_t len;
+		char *body;
+		cl->leaving = true;
+		end_own_sessions(cl);
+		if (cl->lease) {
+			body = etcd_lease_id_body(cl->lease, &len);
+			if (!body || !etcd_post(cl, "/v3/lease/revoke", body, len, true, 2000, leave_done, cl, &cl->leave_req))
+				cl->lease = 0;
+			free(body);
+		}
+	}
+	return !cl->leave_req;
+}
+
+/* --- writes --- */
+
+enum op_kind { OP_SESSION_CREATE, OP_SESSION_END, OP_NAME_PUT, OP_NAME_DELETE, OP_ENTRY_PUT, OP_ENTRY_DELETE,
+	       OP_FORWARD, OP_CATCH_UP };
+
+struct op {
+	struct cluster *cl;
+	struct http_request *req; /* NULL once the request has gone */
+	enum op_kind kind;
+	struct httpc_req *hr;
+	bool done, group, expired;
+	int status;            /* the answer's: 2xx, or 0 with err */
+	enum api_error err;
+	const char *msg;
+	uint64_t rev;          /* the copy must reach it before the answer */
+	char sid[STORE_ID_LEN + 1], token[STORE_TOKEN_LEN + 1], owner[STORE_ID_LEN + 1];
+	unsigned ttl;
+	char *label, *key, *value;
+	size_t llen, klen, vlen;
+	int64_t krev;          /* a name's mod_revision, for an update or a take-over */
+	char prev_owner[STORE_ID_LEN + 1]; /* a take-over: the ended owner whose record goes too */
+	int tries;
+	/* a forward's answer */
+	char *body, *ctype, *allow, *node, *wwwa;
+	size_t blen;
+	bool with_index;
+	uint64_t index;
+};
+
+static void op_free(struct op *op)
+{
+	free(op->label);
+	free(op->key);
+	free(op->value);
+	free(op->body);
+	free(op->ctype);
+	free(op->allow);
+	free(op->node);
+	free(op->wwwa);
+	free(op);
+}
+
+void cluster_request_done(struct http_request *req)
+{
+	struct op *op = req->cl_op;
+
+	if (!op)
+		return;
+	req->cl_op = NULL;
+	if (op->hr) {
+		httpc_cancel(op->cl->hc, op->hr);
+		op->hr = NULL;
+	}
+	op_free(op);
+}
+
+/* The op is over: wait (up to 10 s) for the copy to show rev, then resume. */
+static void op_finish(struct op *op)
+{
+	struct http_request *req = op->req;
+	struct store *st = op->cl->st;
+
+	op->done = true;
+	op->hr = NULL;
+	if (!req)
+		return;
+	if (op->rev > store_index(st) &&
+	    store_index_wait(st, op->rev, daemon_now_ms() + APPLY_WAIT_MS, &req->waiter) == STORE_OK)
+		return;
+	req->waiter.wake(&req->waiter, STORE_WAKE_FIRED);
+}
+
+static void op_fail(struct op *op, enum api_error e, const char *msg)
+{
+	op->status = 0;
+	op->err = e;
+	op->msg = msg;
+	op->rev = 0;
+	op_finish(op);
+}
+
+static void op_unavailable(struct op *op, const struct httpc_result *res)
+{
+	struct etcd_error err;
+
+	etcd_parse_error(res->body, res->body_len, res->status, &err);
+	if (err.code == ETCD_GRPC_RESOURCE_EXHAUSTED)
+		op_fail(op, ERR_CLUSTER_UNAVAILABLE, "etcd is out of space (database space exceeded); nothing was changed.");
+	else if (res->status == 0 && res->timed_out)
+		op_fail(op, ERR_CLUSTER_UNAVAILABLE, "etcd did not answer in time: the write may or may not have been made; read to know.");
+	else
+		op_fail(op, ERR_CLUSTER_UNAVAILABLE, NULL);
+	if (op->cl->state == CLUSTER_LIVE && (res->status == 0 || res->status >= 500))
+		set_state(op->cl, CLUSTER_DEGRADED, "a write to etcd failed");
+}
+
+static void op_send(struct op *op);
+
+static void op_txn_done(void *ctx, const struct httpc_result *res);
+
+static struct op *op_new(struct http_request *req, struct http_reply *rep, enum op_kind kind)
+{
+	struct cluster *cl = req->app->cluster;
+	struct op *op;
+
+	if (cl->state != CLUSTER_LIVE && kind != OP_FORWARD && kind != OP_CATCH_UP) {
+		reply_error(rep, ERR_CLUSTER_UNAVAILABLE,
+			    cl->state == CLUSTER_DEGRADED ? "etcd cannot be reached or has no leader; nothing was changed."
+							  : "This node is not part of the cluster at the moment; nothing was changed.");
+		return NULL;
+	}
+	op = calloc(1, sizeof(*op));
+	if (!op) {
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return NULL;
+	}
+	op->cl = cl;
+	op->req = req;
+	op->kind = kind;
+	return op;
+}
+
+/* Starts op for req: it is the request's until it ends. */
+static void op_start(struct op *op, struct http_reply *rep)
+{
+	op->req->cl_op = op;
+	op_send(op);
+	rep->suspend = true;
+}
+
+/* Compares every write for a session makes: the session and this node's
+ * incarnation still exist. */
+static void guard(struct op *op, struct etcd_txn *tx, const char *sid)
+{
+	struct cluster *cl = op->cl;
+	char *k;
+	size_t n = key_of(cl, 's', sid, STORE_ID_LEN, NULL, 0, &k);
+
+	if (n)
+		etcd_txn_cmp(tx, k, n, ETCD_T_CREATE, ETCD_GREATER, 0);
+	free(k);
+	n = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &k);
+	if (n)
+		etcd_txn_cmp(tx, k, n, ETCD_T_CREATE, ETCD_EQUAL, cl->my_crev);
+	free(k);
+}
+
+/* The deletes that end a session: its record first (what readers see),
+ * its entries, and as many of its names as fit; the rest of its names
+ * follow in clean-up batches. */
+static void end_ops(struct op *op, struct etcd_txn *tx, struct store_session *s, bool explicit)
+{
+	struct cluster *cl = op->cl;
+	struct store_name *nm;
+	char *k, end[600];
+	size_t n, elen, ops = 0;
+
+	if ((n = key_of(cl, 's', op->sid, STORE_ID_LEN, NULL, 0, &k)))
+		etcd_txn_delete(tx, false, k, n, NULL, 0), ops++;
+	free(k);
+	if (explicit) {
+		if ((n = key_of(cl, 'e', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &k)))
+			etcd_txn_put(tx, false, k, n, op->sid, STORE_ID_LEN, 0, false), ops++;
+		free(k);
+	}
+	if ((n = key_of(cl, 'p', op->sid, STORE_ID_LEN, "", 0, &k))) {
+		elen = etcd_prefix_end(k, n, end);
+		etcd_txn_delete(tx, false, k, n, end, elen), ops++;
+	}
+	free(k);
+	if ((n = key_of(cl, 'g', op->sid, STORE_ID_LEN, "", 0, &k))) {
+		elen = etcd_prefix_end(k, n, end);
+		etcd_txn_delete(tx, false, k, n, end, elen), ops++;
+	}
+	free(k);
+	for (nm = s ? s->names_head : NULL; nm; nm = nm->s_next) {
+		if (ops < ETCD_MAX_TXN_OPS - 1) {
+			if ((n = key_of(cl, 'k', nm->key, nm->klen, NULL, 0, &k)))
+				etcd_txn_delete(tx, false, k, n, NULL, 0), ops++;
+			free(k);
+		} else { /* the session's record is gone: these are left-overs, deleted if unchanged */
+			size_t vl;
+			char *v = name_value(op->sid, nm->value, nm->vlen, &vl);
+			if (v)
+				clean_push(cl, 'k', nm->key, nm->klen, NULL, 0, false, v, vl);
+			free(v);
+		}
+	}
+}
+
+/* Builds and sends op's transaction for its current step. */
+static void op_send(struct op *op)
+{
+	struct cluster *cl = op->cl;
+	struct etcd_txn tx = { 0 };
+	struct store_session *s;
+	char *k = NULL, *v = NULL, *body;
+	size_t n, vl, len;
+	struct jw w = { 0 };
+
+	switch (op->kind) {
+	case OP_SESSION_CREATE:
+		jw_lit(&w, "{\"node\":");
+		jw_str(&w, cl->cfg->node, strlen(cl->cfg->node));
+		jw_lit(&w, ",\"nrev\":\"");
+		jw_u64(&w, (uint64_t)cl->my_crev);
+		jw_lit(&w, "\",\"token\":\"");
+		jw_raw(&w, op->token, STORE_TOKEN_LEN);
+		jw_lit(&w, "\",\"ttl\":");
+		jw_u64(&w, op->ttl);
+		if (op->label) {
+			jw_lit(&w, ",\"label\":");
+			jw_str(&w, op->label, op->llen);
+		}
+		jw_lit(&w, "}");
+		v = jw_finish(&w, &vl);
+		n = key_of(cl, 's', op->sid, STORE_ID_LEN, NULL, 0, &k);
+		if (v && n) {
+			char *nk;
+			size_t nn = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &nk);
+			etcd_txn_cmp(&tx, k, n, ETCD_T_CREATE, ETCD_EQUAL, 0);
+			if (nn)
+				etcd_txn_cmp(&tx, nk, nn, ETCD_T_CREATE, ETCD_EQUAL, cl->my_crev);
+			free(nk);
+			etcd_txn_put(&tx, false, k, n, v, vl, 0, false);
+		}
+		break;
+	case OP_SESSION_END:
+		s = store_session_lookup(cl->st, op->sid, STORE_ID_LEN);
+		end_ops(op, &tx, s, !op->expired);
+		break;
+	case OP_NAME_PUT:
+		v = name_value(op->sid, op->value, op->vlen, &vl);
+		n = key_of(cl, 'k', op->key, op->klen, NULL, 0, &k);
+		if (v && n) {
+			guard(op, &tx, op->sid);
+			if (op->krev) /* an update of ours, or a take-over: the key as we saw it */
+				etcd_txn_cmp(&tx, k, n, ETCD_T_MOD, ETCD_EQUAL, op->krev);
+			else
+				etcd_txn_cmp(&tx, k, n, ETCD_T_CREATE, ETCD_EQUAL, 0);
+			etcd_txn_put(&tx, false, k, n, v, vl, 0, false);
+			if (op->prev_owner[0]) { /* the ended owner's record goes with it */
+				char *sk;
+				size_t sn = key_of(cl, 's', op->prev_owner, STORE_ID_LEN, NULL, 0, &sk);
+				if (sn)
+					etcd_txn_delete(&tx, false, sk, sn, NULL, 0);
+				free(sk);
+			}
+			etcd_txn_range(&tx, true, k, n, NULL, 0, 0);
+		}
+		break;
+	case OP_NAME_DELETE:
+		n = key_of(cl, 'k', op->key, op->klen, NULL, 0, &k);
+		if (n) {
+			guard(op, &tx, op->sid);
+			etcd_txn_delete(&tx, false, k, n, NULL, 0);
+		}
+		break;
+	case OP_ENTRY_PUT:
+	case OP_ENTRY_DELETE:
+		n = key_of(cl, op->group ? 'g' : 'p', op->sid, STORE_ID_LEN, op->key, op->klen, &k);
+		if (n) {
+			guard(op, &tx, op->sid);
+			if (op->kind == OP_ENTRY_PUT)
+				etcd_txn_put(&tx, false, k, n, op->value, op->vlen, 0, false);
+			else
+				etcd_txn_delete(&tx, false, k, n, NULL, 0);
+		}
+		break;
+	default:
+		break;
+	}
+	free(k);
+	free(v);
+	body = etcd_txn_finish(&tx, &len);
+	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, op_txn_done, op, &op->hr))
+		op_fail(op, ERR_NO_MEMORY, NULL);
+	free(body);
+}
+
+static void op_txn_done(void *ctx, const struct httpc_result *res)
+{
+	struct op *op = ctx;
+	struct cluster *cl = op->cl;
+	struct etcd_txn_result t;
+	struct store_session *o;
+
+	op->hr = NULL;
+	if (!op->req) { /* the client left: nothing to answer */
+		op_free(op);
+		return;
+	}
+	if (txn_result(res, &t) != ETCD_OK) {
+		op_unavailable(op, res);
+		return;
+	}
+	op->rev = (uint64_t)t.h.revision;
+	if (t.succeeded) {
+		etcd_txn_result_free(&t);
+		op->status = op->kind == OP_SESSION_CREATE ? 201 : op->kind == OP_SESSION_END || op->kind == OP_NAME_DELETE ||
+			op->kind == OP_ENTRY_DELETE ? 204 : op->status ? op->status : 201;
+		op_finish(op);
+		return;
+	}
+	/* A compare failed. For a name: who holds it now? */
+	if (op->kind == OP_NAME_PUT && t.nresp == 1 && t.resp[0].kind == ETCD_RESP_RANGE &&
+	    t.resp[0].range.nkvs == 1 && ++op->tries < MAX_TRIES) {
+		const struct etcd_kv *kv = &t.resp[0].range.kvs[0];
+		char sid[STORE_ID_LEN + 1], *val;
+		size_t vl;
+		if (!parse_name(kv->value, kv->vlen, sid, &val, &vl)) {
+			etcd_txn_result_free(&t);
+			op_fail(op, ERR_CLUSTER_UNAVAILABLE, "etcd holds a name this node cannot read.");
+			return;
+		}
+		free(val);
+		op->krev = kv->mod_revision;
+		etcd_txn_result_free(&t);
+		if (!strcmp(sid, op->sid)) { /* ours already: an update */
+			op->prev_owner[0] = '\0';
+			op->status = 200;
+			op_send(op);
+			return;
+		}
+		/* Another session's. Alive as of the copy at this revision? (The copy
+		 * cannot be behind the key: a record comes before its names.) */
+		if (store_index(cl->st) < op->rev) {
+			/* wait for the copy, then decide: resumed through the handler */
+			op->done = false;
+			memcpy(op->owner, sid, sizeof(op->owner));
+			op->status = -1; /* "decide after the wait" */
+			if (store_index_wait(cl->st, op->rev, daemon_now_ms() + APPLY_WAIT_MS, &op->req->waiter) == STORE_OK)
+				return;
+		}
+		o = store_session_lookup(cl->st, sid, STORE_ID_LEN);
+		if (o) {
+			memcpy(op->owner, sid, sizeof(op->owner));
+			op->status = 409;
+			op->rev = 0;
+			op_finish(op);
+			return;
+		}
+		memcpy(op->prev_owner, sid, sizeof(op->prev_owner)); /* ended: take it over */
+		op->status = 201;
+		op_send(op);
+		return;
+	}
+	etcd_txn_result_free(&t);
+	if (op->kind == OP_NAME_PUT && op->tries < MAX_TRIES && ++op->tries < MAX_TRIES && op->krev) {
+		op->krev = 0; /* the key went away meanwhile: create it */
+		op->prev_owner[0] = '\0';
+		op->status = 201;
+		op_send(op);
+		return;
+	}
+	/* The session or this node's standing is gone. */
+	op_fail(op, op->kind == OP_SESSION_CREATE ? ERR_CLUSTER_UNAVAILABLE : ERR_BAD_TOKEN,
+		op->kind == OP_SESSION_CREATE ? "This node lost its standing in the cluster; nothing was changed."
+					      : "The session ended while the request was made.");
+}
+
+/* A name op that waited for the copy before deciding (status -1). */
+static bool op_decide(struct op *op, struct http_reply *rep)
+{
+	struct store_session *o;
+
+	if (op->status != -1)
+		return false;
+	o = store_session_lookup(op->cl->st, op->owner, STORE_ID_LEN);
+	if (o) {
+		op->status = 409;
+		op->rev = 0;
+		op->done = true;
+		return false;
+	}
+	memcpy(op->prev_owner, op->owner, sizeof(op->prev_owner));
+	op->status = 201;
+	op_send(op);
+	rep->suspend = true;
+	return true;
+}
+
+static void jw_value_answer(struct jw *w, const char *keyfield, const char *key, size_t klen, const char *sid,
+			    const char *value, size_t vlen)
+{
+	jw_lit(w, "{");
+	jw_field(w, keyfield, key, klen);
+	jw_lit(w, ",");
+	jw_field(w, "session", sid, STORE_ID_LEN);
+	jw_lit(w, ",\"value\":");
+	jw_raw(w, value, vlen);
+	jw_lit(w, "}");
+}
+
+void cluster_answer(struct http_request *req, struct http_reply *rep)
+{
+	struct op *op = req->cl_op;
+	struct jw w = { 0 };
+
+	if (op->kind != OP_FORWARD && op_decide(op, rep))
+		return;
+	if (!op->done) { /* woken before the end (cannot happen; be safe) */
+		rep->suspend = true;
+		return;
+	}
+	if (req->wake == STORE_WAKE_SHUTDOWN) {
+		reply_error(rep, ERR_SHUTTING_DOWN, NULL);
+		return;
+	}
+	if (op->kind == OP_FORWARD) {
+		rep->status = op->status;
+		if (op->body) {
+			rep->body = op->body;
+			rep->body_len = op->blen;
+			op->body = NULL;
+		}
+		rep->content_type = op->ctype;
+		rep->allow = op->allow;
+		rep->www_authenticate = op->wwwa;
+		rep->node = op->node;
+		rep->with_index = op->with_index;
+		rep->index = op->index;
+		return;
+	}
+	if (op->status == 0) {
+		reply_error(rep, op->err, op->msg);
+		return;
+	}
+	rep->with_index = true;
+	rep->index = op->rev ? op->rev : store_index(op->cl->st);
+	switch (op->kind) {
+	case OP_SESSION_CREATE:
+		jw_lit(&w, "{\"id\":\"");
+		jw_raw(&w, op->sid, STORE_ID_LEN);
+		jw_lit(&w, "\",\"token\":\"");
+		jw_raw(&w, op->token, STORE_TOKEN_LEN);
+		jw_lit(&w, "\",\"ttl\":");
+		jw_u64(&w, op->ttl);
+		jw_lit(&w, ",\"label\":");
+		if (op->label)
+			jw_str(&w, op->label, op->llen);
+		else
+			jw_lit(&w, "null");
+		jw_lit(&w, ",\"expires_in_ms\":");
+		jw_u64(&w, (uint64_t)op->ttl * 1000);
+		jw_lit(&w, ",\"node\":");
+		jw_str(&w, op->cl->cfg->node, strlen(op->cl->cfg->node));
+		jw_lit(&w, "}");
+		reply_jw(rep, 201, &w);
+		break;
+	case OP_NAME_PUT:
+		if (op->status == 409) {
+			jw_lit(&w, "{\"error\":\"name_taken\",\"message\":\"Another session holds this name; owner is its id.\",\"owner\":\"");
+			jw_raw(&w, op->owner, STORE_ID_LEN);
+			jw_lit(&w, "\"}");
+			reply_jw(rep, 409, &w);
+			break;
+		}
+		jw_value_answer(&w, "key", op->key, op->klen, op->sid, op->value, op->vlen);
+		reply_jw(rep, op->status, &w);
+		break;
+	case OP_ENTRY_PUT:
+		jw_value_answer(&w, op->group ? "group" : "key", op->key, op->klen, op->sid, op->value, op->vlen);
+		reply_jw(rep, op->status, &w);
+		break;
+	default:
+		reply_empty(rep, 204);
+		break;
+	}
+}
+
+void cluster_session_create(struct http_request *req, struct http_reply *rep, unsigned ttl, const char *label,
+			    size_t label_len)
+{
+	struct cluster *cl = req->app->cluster;
+	struct op *op;
+	unsigned char raw[24];
+
+	if (ttl == 0)
+		ttl = cl->cfg->default_ttl;
+	if (ttl < 1 || ttl > cl->cfg->max_ttl) {
+		reply_error(rep, ERR_INVALID_TTL, NULL);
+		return;
+	}
+	if (cl->me->sessions >= cl->cfg->max_sessions) {
+		reply_error(rep, ERR_LIMIT_REACHED, "This node homes --max-sessions sessions.");
+		return;
+	}
+	op = op_new(req, rep, OP_SESSION_CREATE);
+	if (!op)
+		return;
+	daemon_random(NULL, raw, sizeof(raw));
+	store_hex(raw, 8, op->sid);
+	store_hex(raw + 8, 16, op->token);
+	op->ttl = ttl;
+	if (label) {
+		op->label = store_dup(label, label_len);
+		op->llen = label_len;
+		if (!op->label) {
+			op_free(op);
+			reply_error(rep, ERR_NO_MEMORY, NULL);
+			return;
+		}
+	}
+	op_start(op, rep);
+}
+
+void cluster_session_delete(struct http_request *req, struct http_reply *rep, struct store_session *s)
+{
+	struct op *op = op_new(req, rep, OP_SESSION_END);
+
+	if (!op)
+		return;
+	memcpy(op->sid, s->id, sizeof(op->sid));
+	op_start(op, rep);
+}
+
+static bool keys_full(const struct cluster *cl, const struct store_session *s)
+{
+	return s->n_names + s->n_props + s->n_groups >= cl->cfg->max_keys_per_session;
+}
+
+void cluster_name_put(struct http_request *req, struct http_reply *rep, const char *key, size_t klen,
+		      const char *value, size_t vlen)
+{
+	struct cluster *cl = req->app->cluster;
+	struct store_name *nm = store_name_get(cl->st, key, klen);
+	struct op *op;
+
+	if (!(nm && nm->owner == req->caller) && keys_full(cl, req->caller)) {
+		reply_store_error(rep, STORE_E_LIMIT);
+		return;
+	}
+	op = op_new(req, rep, OP_NAME_PUT);
+	if (!op)
+		return;
+	memcpy(op->sid, req->caller->id, sizeof(op->sid));
+	op->key = store_dup(key, klen);
+	op->value = store_dup(value, vlen);
+	op->klen = klen;
+	op->vlen = vlen;
+	op->status = 201;
+	if (!op->key || !op->value) {
+		op_free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	op_start(op, rep);
+}
+
+void cluster_name_delete(struct http_request *req, struct http_reply *rep, const char *key, size_t klen)
+{
+	struct cluster *cl = req->app->cluster;
+	struct store_name *nm = store_name_get(cl->st, key, klen);
+	struct op *op;
+
+	if (!nm) {
+		reply_error(rep, ERR_NAME_NOT_FOUND, NULL);
+		return;
+	}
+	if (nm->owner != req->caller) {
+		reply_error(rep, ERR_NOT_OWNER, NULL);
+		return;
+	}
+	op = op_new(req, rep, OP_NAME_DELETE);
+	if (!op)
+		return;
+	memcpy(op->sid, req->caller->id, sizeof(op->sid));
+	op->key = store_dup(key, klen);
+	op->klen = klen;
+	if (!op->key) {
+		op_free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	op_start(op, rep);
+}
+
+/* Does s hold an entry under key (a property, or a group membership)? */
+static bool holds(struct cluster *cl, bool group, struct store_session *s, const char *key, size_t klen)
+{
+	struct store_key *k = group ? store_group_get(cl->st, key, klen) : store_prop_get(cl->st, key, klen);
+	struct store_entry *e;
+
+	for (e = k ? k->head : NULL; e; e = e->k_next)
+		if (e->session == s)
+			return true;
+	return false;
+}
+
+void cluster_entry_put(struct http_request *req, struct http_reply *rep, bool group, const char *key, size_t klen,
+		       const char *value, size_t vlen)
+{
+	struct cluster *cl = req->app->cluster;
+	bool held = holds(cl, group, req->caller, key, klen);
+	struct op *op;
+
+	if (!held && keys_full(cl, req->caller)) {
+		reply_store_error(rep, STORE_E_LIMIT);
+		return;
+	}
+	op = op_new(req, rep, OP_ENTRY_PUT);
+	if (!op)
+		return;
+	op->group = group;
+	op->status = held ? 200 : 201;
+	memcpy(op->sid, req->caller->id, sizeof(op->sid));
+	op->key = store_dup(key, klen);
+	op->value = store_dup(value, vlen);
+	op->klen = klen;
+	op->vlen = vlen;
+	if (!op->key || !op->value) {
+		op_free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	op_start(op, rep);
+}
+
+void cluster_entry_delete(struct http_request *req, struct http_reply *rep, bool group, const char *key,
+			  size_t klen)
+{
+	struct cluster *cl = req->app->cluster;
+	struct op *op;
+
+	if (!holds(cl, group, req->caller, key, klen)) {
+		reply_error(rep, ERR_NOT_HELD, NULL);
+		return;
+	}
+	op = op_new(req, rep, OP_ENTRY_DELETE);
+	if (!op)
+		return;
+	op->group = group;
+	memcpy(op->sid, req->caller->id, sizeof(op->sid));
+	op->key = store_dup(key, klen);
+	op->klen = klen;
+	if (!op->key) {
+		op_free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	op_start(op, rep);
+}
+
+/* A home session's lease ran out: etcd ends it (the copy releases it when
+ * the watch brings the delete). Not tied to a request. */
+static void expire_done(void *ctx, const struct httpc_result *res)
+{
+	struct op *op = ctx;
+	struct etcd_txn_result t;
+
+	if (txn_result(res, &t) == ETCD_OK)
+		etcd_txn_result_free(&t);
+	else if (op->tries++ < MAX_TRIES && !op->cl->leaving) {
+		/* etcd is away: try again; meanwhile the session is not live here */
+		struct store_session *s = store_session_lookup(op->cl->st, op->sid, STORE_ID_LEN);
+		if (s && op->cl->state != CLUSTER_FENCED) {
+			struct etcd_txn tx = { 0 };
+			size_t len;
+			char *body;
+			end_ops(op, &tx, s, false);
+			body = etcd_txn_finish(&tx, &len);
+			if (body && etcd_post(op->cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, expire_done, op, NULL)) {
+				free(body);
+				return;
+			}
+			free(body);
+		}
+	}
+	op_free(op);
+}
+
+static void on_lease_due(void *ctx, struct store_session *s)
+{
+	struct cluster *cl = ctx;
+	struct op *op;
+	struct etcd_txn tx = { 0 };
+	size_t len;
+	char *body;
+
+	if (cl->state == CLUSTER_FENCED || cl->leaving)
+		return;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return;
+	op->cl = cl;
+	op->kind = OP_SESSION_END;
+	op->expired = true;
+	memcpy(op->sid, s->id, sizeof(op->sid));
+	fprintf(stderr, "rollcall: info: session %s expired (ttl %u s), releasing %zu names, %zu props, %zu groups\n",
+		s->id, s->ttl, s->n_names, s->n_props, s->n_groups);
+	end_ops(op, &tx, s, false);
+	body = etcd_txn_finish(&tx, &len);
+	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, expire_done, op, NULL))
+		op_free(op);
+	free(body);
+}
+
+void cluster_lease_due(void *app, struct store_session *s)
+{
+	struct cluster *cl = ((struct app *)app)->cluster;
+
+	if (cl)
+		on_lease_due(cl, s);
+}
+
+/* --- forwards and the router --- */
+
+static void forward_done(void *ctx, const struct httpc_result *res)
+{
+	struct op *op = ctx;
+	struct cluster *cl = op->cl;
+
+	op->hr = NULL;
+	if (!op->req) {
+		op_free(op);
+		return;
+	}
+	if (res->status == 0) {
+		cl->forward_failures++;
+		op->kind = OP_CATCH_UP; /* answered as an error */
+		op_fail(op, ERR_NODE_UNREACHABLE, NULL);
+		return;
+	}
+	op->status = res->status;
+	op->body = res->body_len ? store_dup(res->body, res->body_len) : NULL;
+	op->blen = op->body ? res->body_len : 0;
+	op->ctype = res->content_type ? strdup(res->content_type) : NULL;
+	op->allow = res->allow ? strdup(res->allow) : NULL;
+	op->wwwa = res->www_authenticate ? strdup(res->www_authenticate) : NULL;
+	op->node = res->x_node ? strdup(res->x_node) : NULL;
+	if (res->x_index && etcd_parse_int64(res->x_index, strlen(res->x_index), (int64_t *)&op->index)) {
+		op->with_index = true;
+		/* read your writes here too: a write's index must show in this copy */
+		if (op->req->method != HTTP_GET && op->req->method != HTTP_HEAD && res->status < 300)
+			op->rev = op->index;
+	}
+	op_finish(op);
+}
+
+/* Sends req as it came to the node `home` (its URL), to be answered from there. */
+static void forward(struct cluster *cl, struct http_request *req, struct http_reply *rep, const char *url)
+{
+	static const char *methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "GET" };
+	struct op *op = op_new(req, rep, OP_FORWARD);
+	struct httpc_opts o = { 0 };
+	char *full, tokh[300], secret[80], accept[300], auth[300];
+	const char *hdrs[6];
+	size_t nh = 0, n;
+	unsigned timeout = 15000;
+	const char *v;
+
+	if (!op)
+		return;
+	n = strlen(url) + req->path_len + (req->query ? req->query_len + 1 : 0) + 1;
+	full = malloc(n);
+	if (!full) {
+		op_free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	snprintf(full, n, "%s%.*s%s%.*s", url, (int)req->path_len, req->path, req->query ? "?" : "",
+		 req->query ? (int)req->query_len : 0, req->query ? req->query : "");
+	if (req->token && strlen(req->token) < 200) {
+		snprintf(tokh, sizeof(tokh), "X-Session-Token: %s", req->token);
+		hdrs[nh++] = tokh;
+	}
+	if (req->authorization && strlen(req->authorization) < 250) {
+		snprintf(auth, sizeof(auth), "Authorization: %s", req->authorization);
+		hdrs[nh++] = auth;
+	}
+	if (req->accept && strlen(req->accept) < 250) {
+		snprintf(accept, sizeof(accept), "Accept: %s", req->accept);
+		hdrs[nh++] = accept;
+	}
+	snprintf(secret, sizeof(secret), "X-Rollcall-Forward: %s", cl->secret);
+	hdrs[nh++] = secret;
+	hdrs[nh++] = "Content-Type: application/json";
+	hdrs[nh] = NULL;
+	/* waits there: a receive (wait up to 300 s) or a call (timeout_ms up to 300 s) */
+	if (uri_query_find(req->query, req->query_len, "wait", &v, &n) || (req->path_len == 8 && !memcmp(req->path, "/v1/call", 8)))
+		timeout = 315000;
+	o.method = methods[req->method];
+	o.url = full;
+	o.body = req->body_len ? req->body : NULL;
+	o.body_len = req->body_len;
+	o.headers = hdrs;
+	o.timeout_ms = timeout;
+	o.on_done = forward_done;
+	o.ctx = op;
+	cl->forwards++;
+	req->cl_op = op;
+	op->hr = httpc_start(cl->hc, &o);
+	free(full);
+	if (!op->hr) {
+		req->cl_op = NULL;
+		op_free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	rep->suspend = true;
+}
+
+/* The node's copy may lag: learn etcd's current revision, wait for it. */
+static void catch_up_done(void *ctx, const struct httpc_result *res)
+{
+	struct op *op = ctx;
+	struct etcd_range r;
+	struct etcd_error err;
+
+	op->hr = NULL;
+	if (!op->req) {
+		op_free(op);
+		return;
+	}
+	if (res->status == 200 && etcd_parse_range(res->body, res->body_len, &r, &err) == ETCD_OK) {
+		op->rev = (uint64_t)r.h.revision;
+		etcd_range_free(&r);
+	}
+	op->status = 200; /* whatever etcd said, go on with what the copy has */
+	op_finish(op);
+}
+
+static void catch_up(struct cluster *cl, struct http_request *req, struct http_reply *rep)
+{
+	struct op *op = op_new(req, rep, OP_CATCH_UP);
+	char *k, *body;
+	size_t n, len;
+
+	if (!op)
+		return;
+	n = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &k);
+	body = n ? etcd_range_body(k, n, NULL, 0, 1, false, 0, &len) : NULL;
+	free(k);
+	req->cl_op = op;
+	req->caught_up = true;
+	if (!body || !etcd_post(cl, "/v3/kv/range", body, len, false, READ_TIMEOUT_MS, catch_up_done, op, &op->hr)) {
+		req->cl_op = NULL;
+		op_free(op);
+		free(body);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	free(body);
+	rep->suspend = true;
+}
+
+bool cluster_route(struct http_request *req, struct http_reply *rep, bool session_path)
+{
+	struct cluster *cl = req->app->cluster;
+	struct store_session *s = NULL;
+	const char *v;
+	size_t n;
+	uint64_t min;
+	bool from_node = req->forward_secret && cl->secret[0] && strlen(req->forward_secret) == 32 &&
+			 !memcmp(req->forward_secret, cl->secret, 32);
+
+	if (req->cl_op) {
+		struct op *op = req->cl_op;
+		if (op->kind == OP_FORWARD || (op->kind == OP_CATCH_UP && op->status == 0)) {
+			cluster_answer(req, rep);
+			return false;
+		}
+		if (op->kind == OP_CATCH_UP) { /* caught up: route again */
+			cluster_request_done(req);
+		} else {
+			return true; /* a write of the handler's, resumed */
+		}
+	}
+	if (!cl->loaded) {
+		reply_error(rep, ERR_CLUSTER_UNAVAILABLE, "This node has no copy of the registry yet: etcd cannot be reached.");
+		return false;
+	}
+	if (uri_query_find(req->query, req->query_len, "min_index", &v, &n)) {
+		if (!query_uint(req, rep, "min_index", 0, &min))
+			return false;
+		if (min > store_index(cl->st)) {
+			if (req->wake == STORE_WAKE_TIMEOUT) {
+				reply_error(rep, ERR_CLUSTER_UNAVAILABLE, "This node's copy did not reach min_index within 10 s.");
+				return false;
+			}
+			if (store_index_wait(cl->st, min, req->now + APPLY_WAIT_MS, &req->waiter) != STORE_OK) {
+				reply_error(rep, ERR_LIMIT_REACHED, NULL);
+				return false;
+			}
+			rep->suspend = true;
+			return false;
+		}
+	}
+	if (from_node)
+		return true;
+	if (req->token) {
+		struct hmap_node *hn;
+		(void)hn;
+		s = store_session_by_token(cl->st, req->now, req->token, strlen(req->token));
+		if (!s && !req->caught_up && !req->wake) {
+			catch_up(cl, req, rep);
+			return false;
+		}
+		if (s && s->remote) {
+			const char *url = cluster_node_url(cl, s->home);
+			if (!url) {
+				reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
+				return false;
+			}
+			forward(cl, req, rep, url);
+			return false;
+		}
+	}
+	if (session_path) {
+		s = store_session_lookup(cl->st, req->param, req->param_len);
+		if (!s && !req->caught_up && !req->wake) {
+			catch_up(cl, req, rep);
+			return false;
+		}
+		if (s && s->remote) {
+			const char *url = cluster_node_url(cl, s->home);
+			if (!url) {
+				reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
+				return false;
+			}
+			forward(cl, req, rep, url);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* --- nodes and stats --- */
+
+void cluster_nodes(struct http_request *req, struct http_reply *rep)
+{
+	struct cluster *cl = req->app->cluster;
+	struct jw w = { 0 };
+	struct node *nd;
+
+	jw_lit(&w, "{\"nodes\":[");
+	for (nd = cl->nodes; nd; nd = nd->next) {
+		if (nd != cl->nodes)
+			jw_lit(&w, ",");
+		jw_lit(&w, "{");
+		jw_field(&w, "node", nd->name, strlen(nd->name));
+		jw_lit(&w, ",");
+		jw_field(&w, "url", nd->url ? nd->url : "", nd->url ? strlen(nd->url) : 0);
+		jw_lit(&w, ",\"sessions\":");
+		jw_u64(&w, nd->sessions);
+		jw_lit(&w, ",");
+		jw_field(&w, "since", nd->since, strlen(nd->since));
+		jw_lit(&w, "}");
+	}
+	jw_lit(&w, "]}");
+	reply_jw(rep, 200, &w);
+}
+
+void cluster_get_stats(const struct cluster *cl, uint64_t now, struct cluster_stats *out)
+{
+	struct node *nd;
+
+	memset(out, 0, sizeof(*out));
+	out->state = state_names[cl->state];
+	for (nd = cl->nodes; nd; nd = nd->next)
+		out->nodes++;
+	out->etcd_requests = cl->etcd_requests;
+	out->etcd_failures = cl->etcd_failures;
+	out->etcd_rtt_ms = cl->rtt_ms;
+	out->watch_lag_ms = cl->last_watch_ms && now > cl->last_watch_ms ? now - cl->last_watch_ms : 0;
+	out->forwards = cl->forwards;
+	out->forward_failures = cl->forward_failures;
+}

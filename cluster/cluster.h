@@ -1,0 +1,92 @@
+/* cluster: one registry across several nodes, on etcd (api.md, Cluster).
+ * The node keeps a copy of the registry in its store, fed by one etcd
+ * watch; writes go to etcd as transactions and are answered once the watch
+ * has brought them back; requests for a session homed on another node are
+ * forwarded there. Everything runs on the server's loop (httpc). What the
+ * node believes of the cluster is one state, changed in one place:
+ *   joining  -> live      its lease, its node key and its first copy are in
+ *   live     -> degraded  etcd refused or missed a renewal, a write or the watch
+ *   degraded -> live      a renewal and the watch work again
+ *   any      -> fenced    its standing ran out (--node-ttl unrenewed) or
+ *                         another node took its name: its sessions end
+ *   fenced   -> joining   etcd answers again: a new lease and node key */
+#ifndef ROLLCALL_CLUSTER_H
+#define ROLLCALL_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../server/request.h"
+
+struct cluster;
+
+enum cluster_state { CLUSTER_JOINING, CLUSTER_LIVE, CLUSTER_DEGRADED, CLUSTER_FENCED };
+
+/* Starts joining: the node's sockets go to epfd tagged with tag. NULL when
+ * out of memory or when a flag cannot be used. */
+struct cluster *cluster_new(struct app *app, int epfd, int tag);
+void cluster_free(struct cluster *cl);
+
+/* The loop: events for sockets tagged ours, the next deadline (ms from
+ * now, -1 none), and what is due. */
+void cluster_on_event(struct cluster *cl, void *ptr, uint32_t events);
+long cluster_timeout(struct cluster *cl, uint64_t now);
+void cluster_tick(struct cluster *cl, uint64_t now);
+
+/* SIGTERM: the node leaves (its sessions end as expired, its lease is
+ * revoked). True once that is done or cannot be. */
+bool cluster_leave(struct cluster *cl, uint64_t now);
+
+enum cluster_state cluster_state(const struct cluster *cl);
+const char *cluster_state_name(enum cluster_state s);
+const char *cluster_node(const struct cluster *cl);
+
+/* The router, before a /v1 handler: answers 503 while the node has no copy,
+ * waits for ?min_index=, catches up with etcd before a token or session id
+ * is called unknown, and forwards requests that belong to a session homed
+ * elsewhere. True: run the handler here. False: rep is the answer, or
+ * rep->suspend is set. session_path: the route's {id} is a session id. */
+bool cluster_route(struct http_request *req, struct http_reply *rep, bool session_path);
+
+/* Writes, from the handlers: each starts the write and suspends the
+ * request (rep->suspend), or answers at once (an error). When the request
+ * is resumed, the handler calls cluster_answer() first thing (req->cl_op is
+ * set then). The caller's session is req->caller; inputs are checked. */
+void cluster_answer(struct http_request *req, struct http_reply *rep);
+void cluster_session_create(struct http_request *req, struct http_reply *rep, unsigned ttl, const char *label,
+			    size_t label_len);
+void cluster_session_delete(struct http_request *req, struct http_reply *rep, struct store_session *s);
+void cluster_name_put(struct http_request *req, struct http_reply *rep, const char *key, size_t klen,
+		      const char *value, size_t vlen);
+void cluster_name_delete(struct http_request *req, struct http_reply *rep, const char *key, size_t klen);
+/* A property (group false) or a group membership (group true). */
+void cluster_entry_put(struct http_request *req, struct http_reply *rep, bool group, const char *key, size_t klen,
+		       const char *value, size_t vlen);
+void cluster_entry_delete(struct http_request *req, struct http_reply *rep, bool group, const char *key,
+			  size_t klen);
+
+/* The request ends however it ends: what the cluster held for it goes. */
+void cluster_request_done(struct http_request *req);
+
+/* The store's lease_due (ctx: the struct app): a session homed here ran
+ * out of lease; etcd is told to end it. */
+void cluster_lease_due(void *app, struct store_session *s);
+
+/* GET /v1/nodes. */
+void cluster_nodes(struct http_request *req, struct http_reply *rep);
+
+/* The live node called name: its advertised URL, NULL when none. */
+const char *cluster_node_url(const struct cluster *cl, const char *name);
+
+struct cluster_stats {
+	const char *state;
+	size_t nodes;
+	uint64_t etcd_requests, etcd_failures;
+	double etcd_rtt_ms;      /* a moving average of etcd round trips */
+	uint64_t watch_lag_ms;   /* since the watch last brought something (progress included) */
+	uint64_t forwards, forward_failures;
+};
+void cluster_get_stats(const struct cluster *cl, uint64_t now, struct cluster_stats *out);
+
+#endif
