@@ -94,6 +94,7 @@ struct cluster {
 	bool loaded;         /* the first copy is in */
 	bool leaving;
 	bool taken_over;     /* another process took our name: never join again */
+	bool applying;       /* a revision is being applied to the store */
 	int64_t lease;       /* the node's lease, 0 while it has none */
 	int64_t my_crev;     /* this incarnation's node key create_revision */
 	struct node *nodes;  /* live nodes, by name */
@@ -118,6 +119,7 @@ static const char *state_names[] = { "joining", "live", "degraded", "fenced" };
 const char *cluster_state_name(enum cluster_state s) { return state_names[s]; }
 enum cluster_state cluster_state(const struct cluster *cl) { return cl->state; }
 const char *cluster_node(const struct cluster *cl) { return cl->cfg->node; }
+bool cluster_taken_over(const struct cluster *cl) { return cl->taken_over; }
 
 static void set_state(struct cluster *cl, enum cluster_state s, const char *why)
 {
@@ -168,6 +170,31 @@ const char *cluster_node_url(const struct cluster *cl, const char *name)
 	struct node *nd = node_find((struct cluster *)cl, name, strlen(name));
 
 	return nd ? nd->url : NULL;
+}
+
+uint32_t cluster_call_tag(const char *node)
+{
+	uint32_t h = 2166136261u; /* FNV-1a: the same on every node */
+
+	for (; *node; node++)
+		h = (h ^ (unsigned char)*node) * 16777619u;
+	return h ? h : 1;
+}
+
+/* The live node whose call tag begins call id, or NULL. */
+static struct node *node_of_call(struct cluster *cl, const char *id, size_t n)
+{
+	struct node *nd;
+	char hex[9];
+
+	if (n != STORE_CALL_ID_LEN)
+		return NULL;
+	for (nd = cl->nodes; nd; nd = nd->next) {
+		snprintf(hex, sizeof(hex), "%08x", cluster_call_tag(nd->name));
+		if (!memcmp(hex, id, 8))
+			return nd;
+	}
+	return NULL;
 }
 
 /* The lowest-named live node cleans up after lost ones. */
@@ -480,10 +507,14 @@ static void session_put(struct cluster *cl, const char *id, size_t n, const stru
 	struct srec r;
 	char sid[STORE_ID_LEN + 1];
 
-	if (n != STORE_ID_LEN || store_session_lookup(cl->st, id, n))
-		return; /* a session record never changes once made */
-	if (!parse_srec(kv->value, kv->vlen, &r))
+	if (n != STORE_ID_LEN || !parse_srec(kv->value, kv->vlen, &r))
 		return;
+	s = store_session_lookup(cl->st, id, n);
+	if (s) { /* a record changes only in its ttl (its home set it already) */
+		s->ttl = r.ttl;
+		cJSON_Delete(r.root);
+		return;
+	}
 	nd = node_find(cl, r.node, strlen(r.node));
 	if (nd && nd->crev == r.nrev) {
 		memcpy(sid, id, n);
@@ -614,18 +645,27 @@ static void apply_revision(struct cluster *cl, const struct etcd_event *ev, size
 			dlen = ev[i].kv.vlen;
 		}
 	store_revision_begin(cl->st, (uint64_t)rev);
+	cl->applying = true;
 	for (i = 0; i < count; i++)
 		apply_kv(cl, ev[i].del, &ev[i].kv, deleted, dlen);
+	cl->applying = false;
 	store_revision_end(cl->st);
 }
 
 /* --- fencing: this node's standing ran out --- */
 
+/* Ends this node's sessions here: at the revision being applied, or at
+ * the current index when none is (etcd is away: the others drop them when
+ * this node's key expires). */
 static void end_own_sessions(struct cluster *cl)
 {
-	store_revision_begin(cl->st, store_index(cl->st));
-	end_node_sessions(cl, cl->me_shadow.name, false);
-	store_revision_end(cl->st);
+	if (cl->applying) {
+		end_node_sessions(cl, cl->me_shadow.name, false);
+	} else {
+		store_revision_begin(cl->st, store_index(cl->st));
+		end_node_sessions(cl, cl->me_shadow.name, false);
+		store_revision_end(cl->st);
+	}
 	cl->me_shadow.sessions = 0;
 }
 
@@ -798,11 +838,13 @@ static void load_done(void *ctx, const struct httpc_result *res)
 	qsort(r.kvs, r.nkvs, sizeof(r.kvs[0]), kv_cmp);
 	if (!cl->loaded || r.h.revision > (int64_t)store_index(cl->st)) {
 		store_revision_begin(cl->st, (uint64_t)r.h.revision);
+		cl->applying = true;
 		for (i = 0; i < r.nkvs; i++) {
 			if (cl->loaded && kv_rank(cl, &r.kvs[i]) != 0)
 				continue; /* a re-join after fencing: only the node table is read again */
 			apply_kv(cl, false, &r.kvs[i], NULL, 0);
 		}
+		cl->applying = false;
 		store_revision_end(cl->st);
 	}
 	etcd_range_free(&r);
@@ -1289,7 +1331,7 @@ bool cluster_leave(struct cluster *cl, uint64_t now)
 /* --- writes --- */
 
 enum op_kind { OP_SESSION_CREATE, OP_SESSION_END, OP_NAME_PUT, OP_NAME_DELETE, OP_ENTRY_PUT, OP_ENTRY_DELETE,
-	       OP_FORWARD, OP_CATCH_UP };
+	       OP_SESSION_TTL, OP_FORWARD, OP_CATCH_UP, OP_FANOUT };
 
 struct op {
 	struct cluster *cl;
@@ -1308,6 +1350,10 @@ struct op {
 	int64_t krev;          /* a name's mod_revision, for an update or a take-over */
 	char prev_owner[STORE_ID_LEN + 1]; /* a take-over: the ended owner whose record goes too */
 	int tries;
+	/* a broadcast's forwards: how many are out, and what they said */
+	size_t pending;
+	uint64_t delivered;
+	struct jw full, unreachable;
 	/* a forward's answer */
 	char *body, *ctype, *allow, *node, *wwwa;
 	size_t blen;
@@ -1315,8 +1361,17 @@ struct op {
 	uint64_t index;
 };
 
+struct fan {
+	struct op *op;
+	struct httpc_req *hr;
+	struct jw ids; /* its receivers, quoted and comma-separated */
+	struct fan *next;
+};
+
 static void op_free(struct op *op)
 {
+	free(op->full.buf);
+	free(op->unreachable.buf);
 	free(op->label);
 	free(op->key);
 	free(op->value);
@@ -1338,6 +1393,10 @@ void cluster_request_done(struct http_request *req)
 	if (op->hr) {
 		httpc_cancel(op->cl->hc, op->hr);
 		op->hr = NULL;
+	}
+	if (op->pending) { /* forwards still out: they free the op when the last ends */
+		op->req = NULL;
+		return;
 	}
 	op_free(op);
 }
@@ -1487,6 +1546,7 @@ static void op_send(struct op *op)
 	struct jw w = { 0 };
 
 	switch (op->kind) {
+	case OP_SESSION_TTL:
 	case OP_SESSION_CREATE:
 		jw_lit(&w, "{\"node\":");
 		jw_str(&w, cl->cfg->node, strlen(cl->cfg->node));
@@ -1503,7 +1563,10 @@ static void op_send(struct op *op)
 		jw_lit(&w, "}");
 		v = jw_finish(&w, &vl);
 		n = key_of(cl, 's', op->sid, STORE_ID_LEN, NULL, 0, &k);
-		if (v && n) {
+		if (v && n && op->kind == OP_SESSION_TTL) {
+			guard(op, &tx, op->sid);
+			etcd_txn_put(&tx, false, k, n, v, vl, 0, false);
+		} else if (v && n) {
 			char *nk;
 			size_t nn = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &nk);
 			etcd_txn_cmp(&tx, k, n, ETCD_T_CREATE, ETCD_EQUAL, 0);
@@ -1586,7 +1649,7 @@ static void op_txn_done(void *ctx, const struct httpc_result *res)
 	if (t.succeeded) {
 		etcd_txn_result_free(&t);
 		op->status = op->kind == OP_SESSION_CREATE ? 201 : op->kind == OP_SESSION_END || op->kind == OP_NAME_DELETE ||
-			op->kind == OP_ENTRY_DELETE ? 204 : op->status ? op->status : 201;
+			op->kind == OP_ENTRY_DELETE ? 204 : op->kind == OP_SESSION_TTL ? 200 : op->status ? op->status : 201;
 		op_finish(op);
 		return;
 	}
@@ -1695,6 +1758,17 @@ void cluster_answer(struct http_request *req, struct http_reply *rep)
 		reply_error(rep, ERR_SHUTTING_DOWN, NULL);
 		return;
 	}
+	if (op->kind == OP_FANOUT) {
+		jw_lit(&w, "{\"delivered\":");
+		jw_u64(&w, op->delivered);
+		jw_lit(&w, ",\"full\":[");
+		jw_raw(&w, op->full.buf ? op->full.buf : "", op->full.len);
+		jw_lit(&w, "],\"unreachable\":[");
+		jw_raw(&w, op->unreachable.buf ? op->unreachable.buf : "", op->unreachable.len);
+		jw_lit(&w, "]}");
+		reply_jw(rep, 202, &w);
+		return;
+	}
 	if (op->kind == OP_FORWARD) {
 		rep->status = op->status;
 		if (op->body) {
@@ -1751,6 +1825,24 @@ void cluster_answer(struct http_request *req, struct http_reply *rep)
 		jw_value_answer(&w, op->group ? "group" : "key", op->key, op->klen, op->sid, op->value, op->vlen);
 		reply_jw(rep, op->status, &w);
 		break;
+	case OP_SESSION_TTL: {
+		/* etcd has the new ttl: now the lease here takes it, and a heartbeat */
+		struct store_session *s = store_session_find(op->cl->st, req->now, op->sid, STORE_ID_LEN);
+		if (!s || s->remote) {
+			reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
+			break;
+		}
+		store_session_heartbeat(op->cl->st, req->now, s, op->ttl);
+		jw_lit(&w, "{");
+		jw_field(&w, "id", s->id, STORE_ID_LEN);
+		jw_lit(&w, ",\"ttl\":");
+		jw_u64(&w, s->ttl);
+		jw_lit(&w, ",\"expires_in_ms\":");
+		jw_u64(&w, store_session_expires_in(s, req->now));
+		jw_lit(&w, "}");
+		reply_jw(rep, 200, &w);
+		break;
+	}
 	default:
 		reply_empty(rep, 204);
 		break;
@@ -1784,6 +1876,27 @@ void cluster_session_create(struct http_request *req, struct http_reply *rep, un
 	if (label) {
 		op->label = store_dup(label, label_len);
 		op->llen = label_len;
+		if (!op->label) {
+			op_free(op);
+			reply_error(rep, ERR_NO_MEMORY, NULL);
+			return;
+		}
+	}
+	op_start(op, rep);
+}
+
+void cluster_session_ttl(struct http_request *req, struct http_reply *rep, struct store_session *s, unsigned ttl)
+{
+	struct op *op = op_new(req, rep, OP_SESSION_TTL);
+
+	if (!op)
+		return;
+	memcpy(op->sid, s->id, sizeof(op->sid));
+	memcpy(op->token, s->token, sizeof(op->token));
+	op->ttl = ttl;
+	if (s->label) {
+		op->label = store_dup(s->label, s->label_len);
+		op->llen = s->label_len;
 		if (!op->label) {
 			op_free(op);
 			reply_error(rep, ERR_NO_MEMORY, NULL);
@@ -2026,14 +2139,16 @@ static void forward_done(void *ctx, const struct httpc_result *res)
 	op_finish(op);
 }
 
-/* Sends req as it came to the node `home` (its URL), to be answered from there. */
-static void forward(struct cluster *cl, struct http_request *req, struct http_reply *rep, const char *url)
+/* Sends req as it came to the node at url, to be answered from there;
+ * receiver: the session a send or call goes to there, or NULL. */
+static void forward(struct cluster *cl, struct http_request *req, struct http_reply *rep, const char *url,
+		    const char *receiver)
 {
 	static const char *methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "GET" };
 	struct op *op = op_new(req, rep, OP_FORWARD);
 	struct httpc_opts o = { 0 };
-	char *full, tokh[300], secret[80], accept[300], auth[300];
-	const char *hdrs[6];
+	char *full, tokh[300], secret[80], accept[300], auth[300], rcv[64];
+	const char *hdrs[7];
 	size_t nh = 0, n;
 	unsigned timeout = 15000;
 	const char *v;
@@ -2063,6 +2178,10 @@ static void forward(struct cluster *cl, struct http_request *req, struct http_re
 	}
 	snprintf(secret, sizeof(secret), "X-Rollcall-Forward: %s", cl->secret);
 	hdrs[nh++] = secret;
+	if (receiver) {
+		snprintf(rcv, sizeof(rcv), "X-Rollcall-Receiver: %s", receiver);
+		hdrs[nh++] = rcv;
+	}
 	hdrs[nh++] = "Content-Type: application/json";
 	hdrs[nh] = NULL;
 	/* waits there: a receive (wait up to 300 s) or a call (timeout_ms up to 300 s) */
@@ -2084,6 +2203,173 @@ static void forward(struct cluster *cl, struct http_request *req, struct http_re
 		req->cl_op = NULL;
 		op_free(op);
 		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	rep->suspend = true;
+}
+
+void cluster_forward_to(struct http_request *req, struct http_reply *rep, const struct store_session *to)
+{
+	struct cluster *cl = req->app->cluster;
+	const char *url = to->home ? cluster_node_url(cl, to->home) : NULL;
+
+	if (!url) {
+		reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
+		return;
+	}
+	forward(cl, req, rep, url, to->id);
+}
+
+bool cluster_from_node(const struct http_request *req)
+{
+	const struct cluster *cl = req->app->cluster;
+
+	return cl && req->forward_secret && cl->secret[0] && strlen(req->forward_secret) == 32 &&
+	       !memcmp(req->forward_secret, cl->secret, 32);
+}
+
+static void jw_list_add(struct jw *w, const char *items, size_t n)
+{
+	if (!n)
+		return;
+	if (w->len)
+		jw_lit(w, ",");
+	jw_raw(w, items, n);
+}
+
+/* One node's share of a broadcast has answered (or could not). */
+static void fan_done(void *ctx, const struct httpc_result *res)
+{
+	struct fan *f = ctx;
+	struct op *op = f->op;
+	cJSON *root = NULL;
+	const cJSON *d, *full, *id;
+
+	if (res->status == 202 && (root = cJSON_ParseWithLength(res->body, res->body_len)) &&
+	    cJSON_IsNumber(d = cJSON_GetObjectItemCaseSensitive(root, "delivered")) &&
+	    cJSON_IsArray(full = cJSON_GetObjectItemCaseSensitive(root, "full"))) {
+		op->delivered += (uint64_t)d->valuedouble;
+		cJSON_ArrayForEach(id, full) {
+			if (!cJSON_IsString(id) || strlen(id->valuestring) != STORE_ID_LEN)
+				continue;
+			if (op->full.len)
+				jw_lit(&op->full, ",");
+			jw_str(&op->full, id->valuestring, STORE_ID_LEN);
+		}
+	} else {
+		op->cl->forward_failures++;
+		jw_list_add(&op->unreachable, f->ids.buf, f->ids.len);
+	}
+	cJSON_Delete(root);
+	free(f->ids.buf);
+	free(f);
+	if (--op->pending)
+		return;
+	if (!op->req) {
+		op_free(op);
+		return;
+	}
+	op->status = 202;
+	op_finish(op);
+}
+
+static int by_home(const void *a, const void *b)
+{
+	const struct store_session *x = *(struct store_session *const *)a, *y = *(struct store_session *const *)b;
+
+	return strcmp(x->home ? x->home : "", y->home ? y->home : "");
+}
+
+void cluster_fanout(struct http_request *req, struct http_reply *rep, struct store_session *const *to, size_t n,
+		    const struct store_payload *p, size_t local_delivered, const char *full_ids, size_t len)
+{
+	static const char *const none[] = { NULL };
+	struct cluster *cl = req->app->cluster;
+	struct store_session **ss = n ? malloc(n * sizeof(*ss)) : NULL;
+	struct op *op = calloc(1, sizeof(*op));
+	size_t i, j;
+
+	(void)none;
+	if ((n && !ss) || !op) {
+		free(ss);
+		free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	op->cl = cl;
+	op->req = req;
+	op->kind = OP_FANOUT;
+	op->delivered = local_delivered;
+	jw_raw(&op->full, full_ids ? full_ids : "", len);
+	if (n)
+		memcpy(ss, to, n * sizeof(*ss));
+	qsort(ss, n, sizeof(*ss), by_home);
+	req->cl_op = op;
+	for (i = 0; i < n; i = j) {
+		struct fan *f = calloc(1, sizeof(*f));
+		const char *url = ss[i]->home ? cluster_node_url(cl, ss[i]->home) : NULL;
+		struct jw body = { 0 };
+		char full_url[600], secret[80];
+		const char *hdrs[] = { secret, "Content-Type: application/json", NULL };
+		struct httpc_opts o = { 0 };
+		size_t blen;
+		char *b;
+
+		for (j = i; j < n && !by_home(&ss[i], &ss[j]); j++) {
+			if (f) {
+				if (f->ids.len)
+					jw_lit(&f->ids, ",");
+				jw_str(&f->ids, ss[j]->id, STORE_ID_LEN);
+			}
+		}
+		if (!f)
+			continue; /* out of memory: they count as nothing (rare) */
+		f->op = op;
+		if (!url || f->ids.oom) {
+			jw_list_add(&op->unreachable, f->ids.buf, f->ids.len);
+			free(f->ids.buf);
+			free(f);
+			continue;
+		}
+		jw_lit(&body, "{\"from\":");
+		if (p->from[0])
+			jw_str(&body, p->from, STORE_ID_LEN);
+		else
+			jw_lit(&body, "null");
+		jw_lit(&body, ",\"to\":");
+		jw_raw(&body, p->to, p->tolen);
+		jw_lit(&body, ",\"body\":");
+		jw_raw(&body, p->body, p->blen);
+		jw_lit(&body, ",\"receivers\":[");
+		jw_raw(&body, f->ids.buf, f->ids.len);
+		jw_lit(&body, "]}");
+		b = jw_finish(&body, &blen);
+		snprintf(full_url, sizeof(full_url), "%s/internal/deliver", url);
+		snprintf(secret, sizeof(secret), "X-Rollcall-Forward: %s", cl->secret);
+		o.method = "POST";
+		o.url = full_url;
+		o.body = b;
+		o.body_len = blen;
+		o.headers = hdrs;
+		o.timeout_ms = 10000;
+		o.on_done = fan_done;
+		o.ctx = f;
+		cl->forwards++;
+		op->pending++;
+		f->hr = b ? httpc_start(cl->hc, &o) : NULL;
+		free(b);
+		if (!f->hr) {
+			op->pending--;
+			jw_list_add(&op->unreachable, f->ids.buf, f->ids.len);
+			free(f->ids.buf);
+			free(f);
+		}
+	}
+	free(ss);
+	if (!op->pending) { /* nothing went out: answer now */
+		op->status = 202;
+		op->done = true;
+		cluster_answer(req, rep);
 		return;
 	}
 	rep->suspend = true;
@@ -2133,23 +2419,73 @@ static void catch_up(struct cluster *cl, struct http_request *req, struct http_r
 	rep->suspend = true;
 }
 
+/* The ?min_index= of a request (0 when absent or bad). */
+static uint64_t min_of_query(struct http_request *req)
+{
+	struct http_reply scratch = { 0 };
+	uint64_t v = 0;
+
+	if (!query_uint(req, &scratch, "min_index", 0, &v))
+		v = 0;
+	http_reply_clear(&scratch);
+	return v;
+}
+
+/* Where an event listing starts: ?after=, else Last-Event-ID, else 0
+ * (now). False when either is malformed. */
+static bool event_after(struct http_request *req, uint64_t *after)
+{
+	struct http_reply scratch = { 0 };
+	const char *v, *p;
+	size_t n;
+	bool ok = true;
+
+	*after = 0;
+	if (uri_query_find(req->query, req->query_len, "after", &v, &n)) {
+		ok = query_uint(req, &scratch, "after", 0, after);
+		http_reply_clear(&scratch);
+		return ok;
+	}
+	if (!req->last_event_id)
+		return true;
+	for (p = req->last_event_id; *p >= '0' && *p <= '9' && *after < UINT64_MAX / 10; p++)
+		*after = *after * 10 + (uint64_t)(*p - '0');
+	return !*p && p != req->last_event_id;
+}
+
 bool cluster_route(struct http_request *req, struct http_reply *rep, bool session_path)
 {
 	struct cluster *cl = req->app->cluster;
 	struct store_session *s = NULL;
 	const char *v;
 	size_t n;
-	uint64_t min;
-	bool from_node = req->forward_secret && cl->secret[0] && strlen(req->forward_secret) == 32 &&
-			 !memcmp(req->forward_secret, cl->secret, 32);
+	uint64_t min, after = 0;
+	bool has_min;
+	bool from_node = cluster_from_node(req);
+	enum store_wake woke = 0;
+
+	/* A wait of the routing's own (catch-up, min_index, a forward) is not
+	 * the handler's: the handler sees its first call. */
+	if (req->routed_wait) {
+		req->routed_wait = false;
+		woke = req->wake;
+		req->wake = 0;
+		if (woke == STORE_WAKE_SHUTDOWN && !req->cl_op) {
+			reply_error(rep, ERR_SHUTTING_DOWN, NULL);
+			return false;
+		}
+	}
 
 	if (req->cl_op) {
 		struct op *op = req->cl_op;
+		if (op->kind == OP_FANOUT)
+			return true; /* the send handler answers it */
 		if (op->kind == OP_FORWARD || (op->kind == OP_CATCH_UP && op->status == 0)) {
 			cluster_answer(req, rep);
 			return false;
 		}
 		if (op->kind == OP_CATCH_UP) { /* caught up: route again */
+			req->etcd_rev = op->rev;
 			cluster_request_done(req);
 		} else {
 			return true; /* a write of the handler's, resumed */
@@ -2159,14 +2495,32 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 		reply_error(rep, ERR_CLUSTER_UNAVAILABLE, "This node has no copy of the registry yet: etcd cannot be reached.");
 		return false;
 	}
-	if (uri_query_find(req->query, req->query_len, "min_index", &v, &n)) {
-		if (!query_uint(req, rep, "min_index", 0, &min))
+	/* An index ahead of this copy: ?min_index=, or where an event
+	 * listing starts. Waited for, once etcd says it has it. */
+	has_min = uri_query_find(req->query, req->query_len, "min_index", &v, &n);
+	if (has_min && !query_uint(req, rep, "min_index", 0, &min))
+		return false;
+	if (!has_min)
+		min = 0;
+	if (req->path_len == 10 && !memcmp(req->path, "/v1/events", 10) && !event_after(req, &after))
+		return true; /* the handler says what is wrong */
+	if (after > min)
+		min = after;
+	if (min > store_index(cl->st)) {
+		if (!req->caught_up) {
+			catch_up(cl, req, rep);
 			return false;
-		if (min > store_index(cl->st)) {
-			if (req->wake == STORE_WAKE_TIMEOUT) {
-				reply_error(rep, ERR_CLUSTER_UNAVAILABLE, "This node's copy did not reach min_index within 10 s.");
+		}
+		if (min > req->etcd_rev) { /* beyond anything etcd has */
+			if (has_min && min_of_query(req) > req->etcd_rev) {
+				reply_error(rep, ERR_CLUSTER_UNAVAILABLE, "min_index is beyond anything etcd has.");
 				return false;
 			}
+			req->beyond = true; /* the event listing starts over (reset) */
+		} else if (woke == STORE_WAKE_TIMEOUT) {
+			reply_error(rep, ERR_CLUSTER_UNAVAILABLE, "This node's copy did not reach that index within 10 s.");
+			return false;
+		} else {
 			if (store_index_wait(cl->st, min, req->now + APPLY_WAIT_MS, &req->waiter) != STORE_OK) {
 				reply_error(rep, ERR_LIMIT_REACHED, NULL);
 				return false;
@@ -2175,13 +2529,39 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 			return false;
 		}
 	}
+	if (!from_node)
+		req->receiver = NULL; /* a client cannot choose for a node */
+	else if (req->receiver && strlen(req->receiver) != STORE_ID_LEN)
+		req->receiver = NULL;
 	if (from_node)
 		return true;
+	/* a reply goes to the node that holds the call, whoever sends it */
+	if (req->path_len > 12 && !memcmp(req->path, "/v1/replies/", 12)) {
+		struct node *nd = node_of_call(cl, req->param, req->param_len);
+		if (nd && nd != cl->me && nd->url) {
+			forward(cl, req, rep, nd->url, NULL);
+			return false;
+		}
+		if (nd == cl->me)
+			return true;
+	}
+	/* a node's own listing of its sessions, with every field */
+	if (req->path_len == 12 && !memcmp(req->path, "/v1/sessions", 12) &&
+	    uri_query_find(req->query, req->query_len, "node", &v, &n)) {
+		char name[65];
+		size_t nlen;
+		struct node *nd;
+		if (uri_decode(v, n, true, name, sizeof(name), &nlen) && (nd = node_find(cl, name, nlen)) && nd != cl->me &&
+		    nd->url) {
+			forward(cl, req, rep, nd->url, NULL);
+			return false;
+		}
+	}
 	if (req->token) {
 		struct hmap_node *hn;
 		(void)hn;
 		s = store_session_by_token(cl->st, req->now, req->token, strlen(req->token));
-		if (!s && !req->caught_up && !req->wake) {
+		if (!s && !req->caught_up && !req->wake && !woke) {
 			catch_up(cl, req, rep);
 			return false;
 		}
@@ -2191,13 +2571,13 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 				reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
 				return false;
 			}
-			forward(cl, req, rep, url);
+			forward(cl, req, rep, url, NULL);
 			return false;
 		}
 	}
 	if (session_path) {
 		s = store_session_lookup(cl->st, req->param, req->param_len);
-		if (!s && !req->caught_up && !req->wake) {
+		if (!s && !req->caught_up && !req->wake && !woke) {
 			catch_up(cl, req, rep);
 			return false;
 		}
@@ -2207,7 +2587,7 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 				reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
 				return false;
 			}
-			forward(cl, req, rep, url);
+			forward(cl, req, rep, url, NULL);
 			return false;
 		}
 	}

@@ -42,6 +42,10 @@ enum cluster_state cluster_state(const struct cluster *cl);
 const char *cluster_state_name(enum cluster_state s);
 const char *cluster_node(const struct cluster *cl);
 
+/* Another process started under this node's name: this one is dropped
+ * for good (its sessions have ended) and should exit. */
+bool cluster_taken_over(const struct cluster *cl);
+
 /* The router, before a /v1 handler: answers 503 while the node has no copy,
  * waits for ?min_index=, catches up with etcd before a token or session id
  * is called unknown, and forwards requests that belong to a session homed
@@ -57,6 +61,8 @@ void cluster_answer(struct http_request *req, struct http_reply *rep);
 void cluster_session_create(struct http_request *req, struct http_reply *rep, unsigned ttl, const char *label,
 			    size_t label_len);
 void cluster_session_delete(struct http_request *req, struct http_reply *rep, struct store_session *s);
+/* A heartbeat that changes s's ttl: etcd's record first, then the lease. */
+void cluster_session_ttl(struct http_request *req, struct http_reply *rep, struct store_session *s, unsigned ttl);
 void cluster_name_put(struct http_request *req, struct http_reply *rep, const char *key, size_t klen,
 		      const char *value, size_t vlen);
 void cluster_name_delete(struct http_request *req, struct http_reply *rep, const char *key, size_t klen);
@@ -68,6 +74,25 @@ void cluster_entry_delete(struct http_request *req, struct http_reply *rep, bool
 
 /* The request ends however it ends: what the cluster held for it goes. */
 void cluster_request_done(struct http_request *req);
+
+/* A send or call whose one receiver, to, is homed on another node: the
+ * request goes there as it came, naming the receiver (X-Rollcall-Receiver),
+ * and its answer is relayed. Sets rep->suspend, or answers an error. */
+void cluster_forward_to(struct http_request *req, struct http_reply *rep, const struct store_session *to);
+
+/* A broadcast's rest: the n receivers homed on other nodes get p through
+ * one forward per node; the answer (202 {"delivered", "full",
+ * "unreachable"}) counts the local_delivered and lists full_ids (quoted
+ * ids, comma-separated, len bytes) delivered here too. Sets rep->suspend,
+ * or answers. */
+void cluster_fanout(struct http_request *req, struct http_reply *rep, struct store_session *const *to, size_t n,
+		    const struct store_payload *p, size_t local_delivered, const char *full_ids, size_t len);
+
+/* True when req came from another node of this cluster (its secret). */
+bool cluster_from_node(const struct http_request *req);
+
+/* The tag in the first 8 hex digits of the call ids node makes. */
+uint32_t cluster_call_tag(const char *node);
 
 /* The store's lease_due (ctx: the struct app): a session homed here ran
  * out of lease; etcd is told to end it. */

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../cluster/cluster.h"
 #include "../server/reply.h"
 
 #define CALL_TIMEOUT_DEFAULT_MS 5000
@@ -85,6 +86,10 @@ void calls_start(struct http_request *req, struct http_reply *rep)
 	}
 	if (!target_single(req, rep, &t, &to, &rr))
 		goto out;
+	if (to->remote) { /* the call waits at the receiver's home; this request relays it */
+		cluster_forward_to(req, rep, to);
+		goto out;
+	}
 	rc = store_call_start(req->app->store, to, req->caller ? req->caller->id : NULL,
 			      json_body_member(&b, "to")->value, json_body_member(&b, "to")->vlen,
 			      body ? body->value : "null", body ? body->vlen : 4, req->now + ms, &req->waiter, &c);

@@ -63,7 +63,7 @@ static bool stale(const struct http_request *req, uint64_t after)
 {
 	const struct store *st = req->app->store;
 
-	return (after > store_index(st) && !req->app->cluster) || store_event_missed(st, after);
+	return (after > store_index(st) && (!req->app->cluster || req->beyond)) || store_event_missed(st, after);
 }
 
 /* The end (seq) of the run of events sharing the index of the event at

@@ -36,6 +36,7 @@ void groups_list(struct http_request *req, struct http_reply *rep);
 /* messages.c */
 void messages_send(struct http_request *req, struct http_reply *rep);
 void messages_receive(struct http_request *req, struct http_reply *rep);
+void messages_deliver(struct http_request *req, struct http_reply *rep);
 
 /* The pick named name ("random", "round_robin", "hash"): 400 bad_request
  * for another. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cluster/cluster.h"
 #include "../server/reply.h"
 #include "../server/uri.h"
 
@@ -88,36 +89,117 @@ bool need_target(const struct json_body *b, struct http_reply *rep, struct targe
 static bool broadcast(struct http_request *req, struct http_reply *rep, const struct store_key *k,
 		      struct store_payload *p, struct jw *w)
 {
-	size_t n = k ? k->n : 0, i = 0, delivered = 0;
+	size_t n = k ? k->n : 0, i = 0, nl = 0, nr = 0, delivered = 0;
 	struct store_session **to = malloc((n ? n : 1) * sizeof(*to));
 	bool *full = malloc(n ? n : 1), ok = false, first = true;
 	const struct store_entry *e;
+	struct jw ids = { 0 }; /* the full ones' ids, quoted, comma-separated */
 
-	if (!to || !full || !need_room(rep, w, 64 + n * (STORE_ID_LEN + 3)))
+	if (!to || !full || !need_room(rep, w, 64 + n * (STORE_ID_LEN + 3)) || !jw_grow(&ids, n * (STORE_ID_LEN + 3)))
 		goto out;
+	/* this node's receivers first, then those homed elsewhere (a cluster) */
 	for (e = k ? k->head : NULL; e; e = e->k_next)
-		to[i++] = e->session;
-	if (store_mailbox_push_all(req->app->store, to, n, p, full, &delivered) != STORE_OK)
+		if (!e->session->remote)
+			to[nl++] = e->session;
+	for (e = k ? k->head : NULL; e; e = e->k_next)
+		if (e->session->remote)
+			to[nl + nr++] = e->session;
+	if (store_mailbox_push_all(req->app->store, to, nl, p, full, &delivered) != STORE_OK)
 		goto out;
-	jw_lit(w, "{\"delivered\":");
-	jw_u64(w, delivered);
-	jw_lit(w, ",\"full\":[");
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < nl; i++) {
 		if (!full[i])
 			continue;
 		if (!first)
-			jw_lit(w, ",");
+			jw_lit(&ids, ",");
 		first = false;
-		jw_str(w, to[i]->id, STORE_ID_LEN);
+		jw_str(&ids, to[i]->id, STORE_ID_LEN);
 	}
+	if (req->app->cluster) {
+		/* one forward per node that homes receivers; it answers for all */
+		cluster_fanout(req, rep, to + nl, nr, p, delivered, ids.buf, ids.len);
+		ok = true;
+		goto out;
+	}
+	jw_lit(w, "{\"delivered\":");
+	jw_u64(w, delivered);
+	jw_lit(w, ",\"full\":[");
+	jw_raw(w, ids.buf ? ids.buf : "", ids.len);
 	jw_lit(w, "]}");
 	ok = true;
 out:
 	if (!ok && rep->status != 503)
 		reply_error(rep, ERR_NO_MEMORY, NULL);
+	free(ids.buf);
 	free(to);
 	free(full);
 	return ok;
+}
+
+/* POST /internal/deliver, from another node only: {"from", "to", "body",
+ * "receivers": [ids]}: a broadcast's share for the sessions homed here.
+ * {"delivered", "full"}. */
+void messages_deliver(struct http_request *req, struct http_reply *rep)
+{
+	struct json_body b = { 0 };
+	const struct json_member *to, *body;
+	const cJSON *from, *rcv, *id;
+	struct store_session **ss = NULL;
+	struct store_payload *p = NULL;
+	struct jw w = { 0 };
+	bool *full = NULL, first = true;
+	size_t n = 0, i, delivered = 0;
+
+	if (!cluster_from_node(req)) {
+		reply_error(rep, ERR_NOT_FOUND, NULL);
+		return;
+	}
+	if (!need_body(req, rep, &b))
+		goto out;
+	to = json_body_member(&b, "to");
+	body = json_body_member(&b, "body");
+	from = json_body_get(&b, "from");
+	rcv = json_body_get(&b, "receivers");
+	if (!to || !body || !cJSON_IsArray(rcv)) {
+		reply_error(rep, ERR_BAD_REQUEST, NULL);
+		goto out;
+	}
+	ss = malloc(((size_t)cJSON_GetArraySize(rcv) + 1) * sizeof(*ss));
+	full = malloc((size_t)cJSON_GetArraySize(rcv) + 1);
+	p = store_payload_new(cJSON_IsString(from) && strlen(from->valuestring) == STORE_ID_LEN ? from->valuestring : NULL,
+			      to->value, to->vlen, body->value, body->vlen);
+	if (!ss || !full || !p)
+		goto nomem;
+	cJSON_ArrayForEach(id, rcv) {
+		struct store_session *s = cJSON_IsString(id) ? store_session_find(req->app->store, req->now, id->valuestring,
+										     strlen(id->valuestring)) : NULL;
+		if (s && !s->remote) /* one that ended meanwhile gets nothing */
+			ss[n++] = s;
+	}
+	if (!need_room(rep, &w, 64 + n * (STORE_ID_LEN + 3)) ||
+	    store_mailbox_push_all(req->app->store, ss, n, p, full, &delivered) != STORE_OK)
+		goto nomem;
+	jw_lit(&w, "{\"delivered\":");
+	jw_u64(&w, delivered);
+	jw_lit(&w, ",\"full\":[");
+	for (i = 0; i < n; i++) {
+		if (!full[i])
+			continue;
+		if (!first)
+			jw_lit(&w, ",");
+		first = false;
+		jw_str(&w, ss[i]->id, STORE_ID_LEN);
+	}
+	jw_lit(&w, "]}");
+	reply_jw(rep, 202, &w);
+	goto out;
+nomem:
+	reply_error(rep, ERR_NO_MEMORY, NULL);
+out:
+	free(w.buf);
+	free(ss);
+	free(full);
+	store_payload_unref(p);
+	json_body_free(&b);
 }
 
 bool target_single(struct http_request *req, struct http_reply *rep, const struct target *t,
@@ -130,6 +212,12 @@ bool target_single(struct http_request *req, struct http_reply *rep, const struc
 
 	*to = NULL;
 	*rr = NULL;
+	if (req->receiver) { /* forwarded here by the node that chose the receiver */
+		*to = store_session_find(st, req->now, req->receiver, strlen(req->receiver));
+		if (!*to)
+			reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
+		return *to != NULL;
+	}
 	switch (t->kind) {
 	case T_NAME:
 		n = store_name_get(st, t->key, t->klen);
@@ -193,6 +281,10 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 	enum store_rc rc;
 	struct jw w = { 0 };
 
+	if (req->cl_op) { /* a broadcast's forwards have answered */
+		cluster_answer(req, rep);
+		return;
+	}
 	/* One receiver, found first, so that a missing one is a 404. */
 	if (!need_message(req, rep, &b, &t, &body) || !target_single(req, rep, &t, &to, &rr))
 		goto out;
@@ -202,8 +294,13 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 		goto fail;
 	if (!to) {
 		if (broadcast(req, rep, t.kind == T_PROP ? store_prop_get(st, t.key, t.klen)
-							 : store_group_get(st, t.key, t.klen), p, &w))
+							 : store_group_get(st, t.key, t.klen), p, &w) && !rep->suspend &&
+		    !req->app->cluster)
 			reply_jw(rep, 202, &w);
+		goto out;
+	}
+	if (to->remote) { /* its home has its mailbox: the send goes there */
+		cluster_forward_to(req, rep, to);
 		goto out;
 	}
 	if (!jw_grow(&w, 32))

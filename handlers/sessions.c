@@ -117,8 +117,16 @@ void sessions_heartbeat(struct http_request *req, struct http_reply *rep)
 	enum store_rc rc;
 	unsigned ttl;
 
+	if (req->cl_op) {
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!need_own_session(req, rep, &s) || !need_body(req, rep, &b) || !body_ttl(req, rep, &b, &ttl))
 		goto out;
+	if (req->app->cluster && ttl && ttl != s->ttl) { /* the record in etcd has the ttl: write it first */
+		cluster_session_ttl(req, rep, s, ttl);
+		goto out;
+	}
 	rc = store_session_heartbeat(req->app->store, req->now, s, ttl);
 	if (rc != STORE_OK) {
 		reply_store_error(rep, rc);
@@ -150,25 +158,44 @@ void sessions_delete(struct http_request *req, struct http_reply *rep)
 	reply_empty(rep, 204);
 }
 
+/* Whether s lives on the node called node (in a cluster, its home; on a
+ * single node, that node). */
+static bool homed_on(const struct http_request *req, const struct store_session *s, const char *node, size_t n)
+{
+	const char *home = s->home ? s->home : req->app->cfg->node;
+
+	return strlen(home) == n && !memcmp(home, node, n);
+}
+
 void sessions_list(struct http_request *req, struct http_reply *rep)
 {
 	struct store_session *page[LIST_LIMIT_MAX];
-	char after[STORE_KEY_MAX + 1];
-	size_t limit, alen, n, i;
-	bool has_after, more;
+	char after[STORE_KEY_MAX + 1], node[STORE_KEY_MAX + 1];
+	size_t limit, alen, nlen, n, i, k = 0;
+	bool has_after, has_node, more;
 	struct jw w = { 0 };
 
-	if (!query_limit(req, rep, &limit) || !query_text(req, rep, "after", after, &alen, &has_after))
+	if (!query_limit(req, rep, &limit) || !query_text(req, rep, "after", after, &alen, &has_after) ||
+	    !query_text(req, rep, "node", node, &nlen, &has_node))
 		return;
-	n = store_session_page(req->app->store, has_after ? after : NULL, alen, limit, page, &more);
 	jw_page_open(&w, "sessions");
-	for (i = 0; i < n; i++) {
-		if (i)
-			jw_lit(&w, ",");
-		jw_summary(&w, page[i], req->now);
-		jw_lit(&w, "}");
-	}
-	jw_page_close(&w, more, n ? page[n - 1]->id : NULL, STORE_ID_LEN);
+	do { /* ?node=: one node's sessions, a page of them however sparse */
+		n = store_session_page(req->app->store, has_after ? after : NULL, alen, limit - k, page, &more);
+		for (i = 0; i < n; i++) {
+			if (has_node && !homed_on(req, page[i], node, nlen))
+				continue;
+			if (k++)
+				jw_lit(&w, ",");
+			jw_summary(&w, page[i], req->now);
+			jw_lit(&w, "}");
+		}
+		if (n) {
+			memcpy(after, page[n - 1]->id, STORE_ID_LEN + 1);
+			alen = STORE_ID_LEN;
+			has_after = true;
+		}
+	} while (has_node && more && k < limit);
+	jw_page_close(&w, more, k ? after : NULL, STORE_ID_LEN);
 	reply_jw(rep, 200, &w);
 }
 

@@ -565,6 +565,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->req.if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 		r->req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 		r->req.forward_secret = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Rollcall-Forward");
+		r->req.receiver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Rollcall-Receiver");
 		if (r->bad_target || headers_hold_nul(conn))
 			return send_error(r, ERR_BAD_REQUEST, "The request holds a NUL byte in its target or a header.", true);
 		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)
@@ -667,7 +668,7 @@ int daemon_run(struct app *app)
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
 	struct epoll_event ev;
-	int sfd, v6, rc = 1;
+	int sfd, v6, rc = 1, exit_rc = 0;
 	uint64_t stop_by = 0;
 
 	v6 = listen_addr(cfg, &ss);
@@ -783,10 +784,16 @@ int daemon_run(struct app *app)
 		 * its sessions here first */
 		if (app->cluster && cluster_timeout(app->cluster, daemon_now_ms()) == 0)
 			cluster_tick(app->cluster, daemon_now_ms());
+		if (app->cluster && cluster_taken_over(app->cluster) && !app->shutting_down) {
+			fprintf(stderr, "rollcall: another node took the name %s: exiting\n", cfg->node);
+			exit_rc = 1;
+			stop_by = daemon_now_ms() + SHUTDOWN_GRACE_MS;
+			begin_shutdown(&l);
+		}
 		l.resumed = false;
 		MHD_run(l.mhd);
 	}
-	rc = 0;
+	rc = exit_rc;
 out:
 	if (app->cluster) {
 		cluster_free(app->cluster);

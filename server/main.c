@@ -46,6 +46,7 @@ int main(int argc, char **argv)
 	if (cfg.etcd) {
 		sc.lease_due = cluster_lease_due;
 		sc.lease_due_ctx = &app;
+		sc.call_tag = cluster_call_tag(cfg.node);
 	}
 	{
 		time_t t = time(NULL);

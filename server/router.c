@@ -38,6 +38,7 @@ static const struct route routes[] = {
 	{ "/v1/sessions/*/heartbeat", API, { [HTTP_POST] = sessions_heartbeat }, "POST" },
 	{ "/v1/sessions/*/messages", API_RW, { [HTTP_GET] = messages_receive }, "GET, HEAD" },
 	{ "/v1/send", API, { [HTTP_POST] = messages_send }, "POST" },
+	{ "/internal/deliver", OPEN, { [HTTP_POST] = messages_deliver }, "POST" }, /* node to node */
 	{ "/v1/call", API, { [HTTP_POST] = calls_start }, "POST" },
 	{ "/v1/replies/*", API, { [HTTP_POST] = calls_reply }, "POST" },
 	{ "/v1/events", API, { [HTTP_GET] = events_get }, "GET, HEAD" },
@@ -218,10 +219,14 @@ void router_dispatch(struct http_request *req, struct http_reply *rep)
 		if (app->cluster) {
 			/* a copy not ready, ?min_index=, a session homed elsewhere */
 			/* /v1/sessions/{id}...: the id is a session's, whose home answers */
-			if (!cluster_route(req, rep, !strncmp(r->pattern, "/v1/sessions/*", 14)))
+			if (!cluster_route(req, rep, !strncmp(r->pattern, "/v1/sessions/*", 14))) {
+				req->routed_wait = rep->suspend;
 				return;
-		} else if (!min_index_ok(req, rep)) {
-			return;
+			}
+		} else {
+			req->receiver = NULL; /* only a node forwards a receiver's id */
+			if (!min_index_ok(req, rep))
+				return;
 		}
 	}
 	/* Any request that carries a live session's token is a sign of life.

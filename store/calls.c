@@ -45,8 +45,15 @@ enum store_rc store_call_start(struct store *st, struct store_session *receiver,
 
 	if (!c)
 		return STORE_E_NOMEM;
-	do { /* 128 random bits; a clash is all but impossible, and cheap to rule out */
+	do { /* 128 random bits (96 in a cluster, after the node's tag); a clash
+	      * is all but impossible, and cheap to rule out */
 		st->cfg.random(st->cfg.random_ctx, raw, sizeof(raw));
+		if (st->cfg.call_tag) {
+			raw[0] = (unsigned char)(st->cfg.call_tag >> 24);
+			raw[1] = (unsigned char)(st->cfg.call_tag >> 16);
+			raw[2] = (unsigned char)(st->cfg.call_tag >> 8);
+			raw[3] = (unsigned char)st->cfg.call_tag;
+		}
 		store_hex(raw, sizeof(raw), c->id);
 	} while (hmap_get(&st->calls, c->id, STORE_CALL_ID_LEN));
 	memcpy(c->from, receiver->id, STORE_ID_LEN + 1);

@@ -64,8 +64,10 @@ struct store *store_new(const struct store_config *cfg)
 		return NULL;
 	}
 	st->rng = rand64(st) | 1;
-	st->hk0 = rand64(st);
-	st->hk1 = rand64(st);
+	/* Rendezvous picks use one fixed key, so that every node of a cluster
+	 * (and a restarted server) sends a hash_key to the same member. */
+	st->hk0 = 0x726f6c6c63616c6cULL; /* "rollcall" */
+	st->hk1 = 0x686173687069636bULL;
 	timer_heap_init(&st->timers);
 	return st;
 }

@@ -213,6 +213,10 @@ struct store_config {
 	 * at once. Must not call back into the store. */
 	void (*lease_due)(void *ctx, struct store_session *s);
 	void *lease_due_ctx;
+	/* Cluster mode: the first 32 bits of every call id (8 hex digits) name
+	 * the node that holds the call, so a reply finds its way there; 0: all
+	 * 128 bits are random. */
+	uint32_t call_tag;
 	/* Fills buf with len random bytes (getrandom(2) in the server). */
 	void (*random)(void *ctx, void *buf, size_t len);
 	void *random_ctx;
