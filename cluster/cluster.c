@@ -81,6 +81,8 @@ struct clean_item {
 	struct clean_item *next;
 };
 
+struct batch;
+
 struct cluster {
 	struct app *app;
 	struct store *st;
@@ -108,6 +110,8 @@ struct cluster {
 	struct jw line;      /* not used: lines come whole from httpc */
 	uint64_t last_watch_ms;
 	struct clean_item *clean_head, *clean_tail, *clean_busy;
+	struct batch *open_batch; /* writes waiting to share a transaction */
+	size_t batches_out;
 	uint64_t etcd_requests, etcd_failures, forwards, forward_failures;
 	double rtt_ms;
 };
@@ -1352,6 +1356,7 @@ struct op {
 	int tries;
 	/* a broadcast's forwards: how many are out, and what they said */
 	size_t pending;
+	bool in_batch;         /* its write is in a batch (the batch frees it if the request is gone) */
 	uint64_t delivered;
 	struct jw full, unreachable;
 	/* a forward's answer */
@@ -1394,7 +1399,7 @@ void cluster_request_done(struct http_request *req)
 		httpc_cancel(op->cl->hc, op->hr);
 		op->hr = NULL;
 	}
-	if (op->pending) { /* forwards still out: they free the op when the last ends */
+	if (op->pending || op->in_batch) { /* forwards or a batch still out: they free the op */
 		op->req = NULL;
 		return;
 	}
@@ -1442,8 +1447,10 @@ static void op_unavailable(struct op *op, const struct httpc_result *res)
 }
 
 static void op_send(struct op *op);
-
 static void op_txn_done(void *ctx, const struct httpc_result *res);
+static void op_result(struct op *op, struct etcd_txn_result *t, uint64_t rev);
+static void batch_add(struct cluster *cl, struct op *op, const char *txn, size_t len, const char *key);
+static void batch_flush(struct cluster *cl);
 
 static struct op *op_new(struct http_request *req, struct http_reply *rep, enum op_kind kind)
 {
@@ -1621,20 +1628,22 @@ static void op_send(struct op *op)
 	default:
 		break;
 	}
+	body = etcd_txn_finish(&tx, &len);
+	/* a take-over deletes another key too: it goes alone */
+	if (body && op->kind != OP_SESSION_END && k && !(op->kind == OP_NAME_PUT && op->prev_owner[0])) {
+		batch_add(cl, op, body, len, k);
+	} else if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, op_txn_done, op, &op->hr)) {
+		op_fail(op, ERR_NO_MEMORY, NULL);
+	}
 	free(k);
 	free(v);
-	body = etcd_txn_finish(&tx, &len);
-	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, op_txn_done, op, &op->hr))
-		op_fail(op, ERR_NO_MEMORY, NULL);
 	free(body);
 }
 
 static void op_txn_done(void *ctx, const struct httpc_result *res)
 {
 	struct op *op = ctx;
-	struct cluster *cl = op->cl;
 	struct etcd_txn_result t;
-	struct store_session *o;
 
 	op->hr = NULL;
 	if (!op->req) { /* the client left: nothing to answer */
@@ -1645,7 +1654,140 @@ static void op_txn_done(void *ctx, const struct httpc_result *res)
 		op_unavailable(op, res);
 		return;
 	}
-	op->rev = (uint64_t)t.h.revision;
+	op_result(op, &t, (uint64_t)t.h.revision);
+}
+
+/* --- batches: writes waiting at the same time share one transaction ---
+ * Each write is a nested transaction with its own compares; a batch goes
+ * when fewer than BATCH_INFLIGHT are out, so a lone write goes at once and
+ * a crowd shares round trips (etcd's cost is per transaction). */
+
+#define BATCH_MAX 64
+#define BATCH_INFLIGHT 2
+#define BATCH_BYTES (1000 * 1000) /* etcd takes 1.5 MiB a request; base64 is in there already */
+
+struct batch {
+	struct cluster *cl;
+	struct op *ops[BATCH_MAX];
+	char *keys[BATCH_MAX]; /* the key each op writes: no two alike in a batch */
+	size_t n, bytes;
+	struct etcd_txn tx;
+	struct batch *next;
+};
+
+static void batch_free(struct batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		free(b->keys[i]);
+	etcd_txn_free(&b->tx);
+	free(b);
+}
+
+static void batch_done(void *ctx, const struct httpc_result *res)
+{
+	struct batch *b = ctx;
+	struct cluster *cl = b->cl;
+	struct etcd_txn_result t;
+	bool parsed = txn_result(res, &t) == ETCD_OK, ok = parsed && t.nresp == b->n;
+	size_t i;
+
+	cl->batches_out--;
+	for (i = 0; i < b->n; i++) {
+		struct op *op = b->ops[i];
+		op->in_batch = false;
+		if (!op->req) {
+			op_free(op);
+		} else if (!ok) {
+			op_unavailable(op, res);
+		} else if (t.resp[i].kind != ETCD_RESP_TXN || !t.resp[i].txn) {
+			op_fail(op, ERR_CLUSTER_UNAVAILABLE, "etcd's answer to a batch of writes was not understood.");
+		} else {
+			op_result(op, t.resp[i].txn, (uint64_t)t.h.revision);
+		}
+	}
+	if (parsed)
+		etcd_txn_result_free(&t);
+	batch_free(b);
+	batch_flush(cl);
+}
+
+/* Sends the open batch when there is room in flight. */
+static void batch_flush(struct cluster *cl)
+{
+	struct batch *b = cl->open_batch;
+	size_t len, i;
+	char *body;
+
+	if (!b || cl->batches_out >= BATCH_INFLIGHT)
+		return;
+	cl->open_batch = NULL;
+	body = etcd_txn_finish(&b->tx, &len);
+	if (body && etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, batch_done, b, NULL)) {
+		cl->batches_out++;
+		free(body);
+		return;
+	}
+	free(body);
+	for (i = 0; i < b->n; i++) {
+		b->ops[i]->in_batch = false;
+		if (b->ops[i]->req)
+			op_fail(b->ops[i], ERR_NO_MEMORY, NULL);
+		else
+			op_free(b->ops[i]);
+	}
+	batch_free(b);
+}
+
+static void batch_add(struct cluster *cl, struct op *op, const char *txn, size_t len, const char *key)
+{
+	struct batch *b = cl->open_batch;
+	size_t i;
+
+	for (i = 0; b && i < b->n; i++)
+		if (!strcmp(b->keys[i], key))
+			break;
+	if (b && (b->n == BATCH_MAX || i < b->n || b->bytes + len > BATCH_BYTES)) {
+		/* full, or the key is in it: it goes as it is */
+		if (cl->batches_out >= BATCH_INFLIGHT) { /* nowhere to go yet: this op waits alone */
+			if (!etcd_post(cl, "/v3/kv/txn", txn, len, true, WRITE_TIMEOUT_MS, op_txn_done, op, &op->hr))
+				op_fail(op, ERR_NO_MEMORY, NULL);
+			return;
+		}
+		batch_flush(cl);
+		b = NULL;
+	}
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b) {
+			op_fail(op, ERR_NO_MEMORY, NULL);
+			return;
+		}
+		b->cl = cl;
+		cl->open_batch = b;
+	}
+	b->keys[b->n] = strdup(key);
+	if (!b->keys[b->n]) {
+		op_fail(op, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	etcd_txn_nested(&b->tx, false, txn, len);
+	b->bytes += len;
+	b->ops[b->n++] = op;
+	op->in_batch = true;
+	batch_flush(cl);
+}
+
+/* What etcd said of op's transaction t (made at revision rev). */
+static void op_result(struct op *op, struct etcd_txn_result *t0, uint64_t rev)
+{
+	struct cluster *cl = op->cl;
+	struct etcd_txn_result t = *t0;
+	struct store_session *o;
+
+	memset(t0, 0, sizeof(*t0)); /* ours to free now */
+	op->rev = rev;
 	if (t.succeeded) {
 		etcd_txn_result_free(&t);
 		op->status = op->kind == OP_SESSION_CREATE ? 201 : op->kind == OP_SESSION_END || op->kind == OP_NAME_DELETE ||

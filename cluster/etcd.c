@@ -294,6 +294,18 @@ void etcd_txn_range(struct etcd_txn *t, bool fail, const char *key, size_t klen,
 	jw_lit(w, "}}");
 }
 
+void etcd_txn_nested(struct etcd_txn *t, bool fail, const char *txn, size_t len)
+{
+	struct jw *w = op_open(t, fail, "request_txn");
+
+	/* op_open left the object open: take back its "{" and put the body */
+	if (!w->oom && w->len) {
+		w->len--;
+		jw_raw(w, txn, len);
+		jw_lit(w, "}");
+	}
+}
+
 char *etcd_txn_finish(struct etcd_txn *t, size_t *len)
 {
 	struct jw w = { 0 };
@@ -909,6 +921,8 @@ void etcd_range_free(struct etcd_range *r)
 	memset(r, 0, sizeof(*r));
 }
 
+static enum etcd_rc parse_txn_obj(const cJSON *root, struct etcd_txn_result *out);
+
 /* One of a txn's "responses": {"response_<kind>":{...}}. */
 static enum etcd_rc parse_txn_resp(const cJSON *o, struct etcd_txn_resp *r)
 {
@@ -928,27 +942,26 @@ static enum etcd_rc parse_txn_resp(const cJSON *o, struct etcd_txn_resp *r)
 		r->kind = ETCD_RESP_DELETE;
 		return cJSON_IsObject(x) && member_i64(x, "deleted", 0, 0, &r->deleted) ? ETCD_OK : ETCD_E_GARBAGE;
 	}
-	if ((x = member(o, "response_txn"))) { /* a nested txn: rollcall sends none */
+	if ((x = member(o, "response_txn"))) { /* a nested txn (a batch of writes) */
 		r->kind = ETCD_RESP_TXN;
-		return cJSON_IsObject(x) ? ETCD_OK : ETCD_E_GARBAGE;
+		if (!cJSON_IsObject(x))
+			return ETCD_E_GARBAGE;
+		r->txn = calloc(1, sizeof(*r->txn));
+		return r->txn ? parse_txn_obj(x, r->txn) : ETCD_E_NOMEM;
 	}
 	return ETCD_E_GARBAGE;
 }
 
-enum etcd_rc etcd_parse_txn(const char *body, size_t len, struct etcd_txn_result *out, struct etcd_error *err)
+/* A txn answer's object (the whole answer, or a nested one): header,
+ * succeeded, responses. */
+static enum etcd_rc parse_txn_obj(const cJSON *root, struct etcd_txn_result *out)
 {
 	const cJSON *arr, *it;
-	cJSON *root;
 	enum etcd_rc rc;
 	void *items = NULL;
 	size_t i = 0;
 
-	memset(out, 0, sizeof(*out));
-	rc = parse_object(body, len, &root);
-	if (rc == ETCD_OK)
-		rc = check_error(root, err);
-	if (rc == ETCD_OK)
-		rc = parse_header(root, &out->h);
+	rc = parse_header(root, &out->h);
 	if (rc == ETCD_OK && !member_bool(root, "succeeded", &out->succeeded))
 		rc = ETCD_E_GARBAGE;
 	if (rc == ETCD_OK) {
@@ -962,6 +975,20 @@ enum etcd_rc etcd_parse_txn(const char *body, size_t len, struct etcd_txn_result
 				break;
 		}
 	}
+	return rc;
+}
+
+enum etcd_rc etcd_parse_txn(const char *body, size_t len, struct etcd_txn_result *out, struct etcd_error *err)
+{
+	cJSON *root;
+	enum etcd_rc rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = parse_object(body, len, &root);
+	if (rc == ETCD_OK)
+		rc = check_error(root, err);
+	if (rc == ETCD_OK)
+		rc = parse_txn_obj(root, out);
 	if (rc)
 		etcd_txn_result_free(out);
 	cJSON_Delete(root);
@@ -974,8 +1001,13 @@ void etcd_txn_result_free(struct etcd_txn_result *r)
 
 	if (!r)
 		return;
-	for (i = 0; i < r->nresp; i++)
+	for (i = 0; i < r->nresp; i++) {
 		etcd_range_free(&r->resp[i].range); /* zeroed unless a range */
+		if (r->resp[i].txn) {
+			etcd_txn_result_free(r->resp[i].txn);
+			free(r->resp[i].txn);
+		}
+	}
 	free(r->resp);
 	memset(r, 0, sizeof(*r));
 }

@@ -63,6 +63,11 @@ void etcd_txn_delete(struct etcd_txn *t, bool fail, const char *key, size_t klen
 /* A range read of key (range_end NULL), or of [key, range_end); limit 0: no limit. */
 void etcd_txn_range(struct etcd_txn *t, bool fail, const char *key, size_t klen, const char *range_end,
 		    size_t relen, int64_t limit);
+/* A nested transaction (etcd 3.3 and later): txn[0..len) is the body of
+ * another, from etcd_txn_finish(). Each nested txn has its own compares:
+ * a batch of independent writes in one round trip (no two of them may put
+ * the same key). */
+void etcd_txn_nested(struct etcd_txn *t, bool fail, const char *txn, size_t len);
 /* The body {"compare":[...],"success":[...],"failure":[...]}; t is emptied
  * whatever happens. NULL when any step ran out of memory. */
 char *etcd_txn_finish(struct etcd_txn *t, size_t *len);
@@ -134,10 +139,13 @@ struct etcd_range {
 
 enum etcd_resp_kind { ETCD_RESP_RANGE, ETCD_RESP_PUT, ETCD_RESP_DELETE, ETCD_RESP_TXN };
 
+struct etcd_txn_result;
+
 struct etcd_txn_resp {
 	enum etcd_resp_kind kind;
 	struct etcd_range range; /* for ETCD_RESP_RANGE */
 	int64_t deleted;         /* for ETCD_RESP_DELETE */
+	struct etcd_txn_result *txn; /* for ETCD_RESP_TXN (malloc'd; freed with the whole) */
 };
 
 struct etcd_txn_result {
