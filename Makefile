@@ -67,12 +67,14 @@ e2e: $(BUILD)/rollcall
 test: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory e2e
+	python3 tests/cluster/run_cluster.py $(BUILD)/rollcall
 	sh tests/browser/run.sh $(BUILD)/rollcall
 
 # The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 		SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all" all unit e2e
+	python3 tests/cluster/run_cluster.py build/asan/rollcall
 
 bench: deps
 	@$(MAKE) --no-print-directory all

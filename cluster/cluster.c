@@ -82,6 +82,7 @@ struct clean_item {
 };
 
 struct batch;
+struct ecall;
 
 struct cluster {
 	struct app *app;
@@ -98,6 +99,7 @@ struct cluster {
 	bool taken_over;     /* another process took our name: never join again */
 	bool applying;       /* a revision is being applied to the store */
 	int64_t lease;       /* the node's lease, 0 while it has none */
+	int64_t old_lease;   /* the lease before it was fenced: a key on it is our own, stale */
 	int64_t my_crev;     /* this incarnation's node key create_revision */
 	struct node *nodes;  /* live nodes, by name */
 	struct node *me;     /* in nodes while live; else me_shadow */
@@ -111,6 +113,7 @@ struct cluster {
 	uint64_t last_watch_ms;
 	struct clean_item *clean_head, *clean_tail, *clean_busy;
 	struct batch *open_batch; /* writes waiting to share a transaction */
+	struct ecall *ecalls;     /* etcd requests in flight */
 	size_t batches_out;
 	uint64_t etcd_requests, etcd_failures, forwards, forward_failures;
 	double rtt_ms;
@@ -215,7 +218,19 @@ struct ecall {
 	void (*done)(void *ctx, const struct httpc_result *res);
 	void *ctx;
 	struct httpc_req **slot; /* cleared when it ends */
+	struct httpc_req *req;
+	struct ecall *prev, *next; /* the cluster's calls in flight */
 };
+
+static void ecall_unlink(struct ecall *ec)
+{
+	if (ec->prev)
+		ec->prev->next = ec->next;
+	else
+		ec->cl->ecalls = ec->next;
+	if (ec->next)
+		ec->next->prev = ec->prev;
+}
 
 static void ecall_done(void *ctx, const struct httpc_result *res)
 {
@@ -224,6 +239,7 @@ static void ecall_done(void *ctx, const struct httpc_result *res)
 	double ms = (double)(daemon_now_ms() - ec->t0);
 
 	cl->rtt_ms = cl->rtt_ms ? cl->rtt_ms * 0.9 + ms * 0.1 : ms;
+	ecall_unlink(ec);
 	if (ec->slot)
 		*ec->slot = NULL;
 	if (res->status == 0 || res->status >= 500) {
@@ -270,8 +286,30 @@ static bool etcd_post(struct cluster *cl, const char *path, const char *body, si
 		free(ec);
 		return false;
 	}
+	ec->req = r;
+	ec->next = cl->ecalls;
+	if (cl->ecalls)
+		cl->ecalls->prev = ec;
+	cl->ecalls = ec;
 	if (slot)
 		*slot = r;
+	return true;
+}
+
+/* Ends the etcd call r without its callback (whose context then belongs to
+ * the caller). False when r is not an etcd call. */
+static bool etcd_cancel(struct cluster *cl, struct httpc_req *r)
+{
+	struct ecall *ec;
+
+	for (ec = cl->ecalls; ec; ec = ec->next)
+		if (ec->req == r)
+			break;
+	if (!ec)
+		return false;
+	ecall_unlink(ec);
+	httpc_cancel(cl->hc, r);
+	free(ec);
 	return true;
 }
 
@@ -379,8 +417,9 @@ static void node_put(struct cluster *cl, const char *name, size_t n, const struc
 	if (n == 0 || n > 64)
 		return;
 	if (n == strlen(cl->cfg->node) && !memcmp(name, cl->cfg->node, n)) {
-		if (cl->my_crev && kv->create_revision != cl->my_crev) {
-			/* another process took this node's name: we are dropped for good */
+		if (!cl->lease || kv->lease != cl->lease) {
+			/* not on our lease: another process took this node's name, and
+			 * we are dropped for good */
 			cl->taken_over = true;
 			fence(cl, "another node started under this node's name");
 			return;
@@ -444,30 +483,49 @@ static void node_delete(struct cluster *cl, const char *name, size_t n)
 	free(nd);
 }
 
-static void clean_push(struct cluster *cl, char kind, const char *a, size_t alen, const char *b, size_t blen,
-		       bool range, const char *value, size_t vlen)
+/* A key to delete later, with the value it must still have (or NULL). */
+static struct clean_item *clean_new(struct cluster *cl, char kind, const char *a, size_t alen, const char *b,
+				    size_t blen, bool range, const char *value, size_t vlen)
 {
 	struct clean_item *it = calloc(1, sizeof(*it));
 
 	if (!it)
-		return;
+		return NULL;
 	it->klen = key_of(cl, kind, a, alen, b, blen, &it->key);
-	if (!it->klen) {
-		free(it);
-		return;
-	}
 	it->range = range;
 	if (value) {
 		it->value = store_dup(value, vlen);
 		it->vlen = vlen;
 	}
+	if (!it->klen || (value && !it->value)) {
+		free(it->key);
+		free(it->value);
+		free(it);
+		return NULL;
+	}
+	return it;
+}
+
+/* Queues a chain of items for the clean-up. */
+static void clean_append(struct cluster *cl, struct clean_item *it)
+{
+	if (!it)
+		return;
 	if (cl->clean_tail)
 		cl->clean_tail->next = it;
 	else
 		cl->clean_head = it;
+	while (it->next)
+		it = it->next;
 	cl->clean_tail = it;
 	if (!cl->clean_req && !cl->next_clean)
 		cl->next_clean = daemon_now_ms();
+}
+
+static void clean_push(struct cluster *cl, char kind, const char *a, size_t alen, const char *b, size_t blen,
+		       bool range, const char *value, size_t vlen)
+{
+	clean_append(cl, clean_new(cl, kind, a, alen, b, blen, range, value, vlen));
 }
 
 /* Ends every session homed on `home` (inside an open revision): they are
@@ -687,12 +745,10 @@ static void fence(struct cluster *cl, const char *why)
 			break;
 		}
 	cl->me_shadow.next = NULL;
+	if (cl->lease)
+		cl->old_lease = cl->lease;
 	cl->lease = 0;
-	cl->my_crev = 0;
-	if (cl->renew_req) {
-		httpc_cancel(cl->hc, cl->renew_req);
-		cl->renew_req = NULL;
-	}
+	cl->my_crev = 0; /* a renewal still out ends on its own: fenced, it changes nothing */
 	cl->next_join = cl->taken_over ? 0 : daemon_now_ms();
 	cl->join_step = 0;
 }
@@ -718,6 +774,7 @@ static bool watch_line(void *ctx, const char *line, size_t len)
 		if (cl->state == CLUSTER_LIVE)
 			set_state(cl, CLUSTER_DEGRADED, "the etcd watch failed");
 		cl->watch_req = NULL;
+		cl->cur = (cl->cur + 1) % cl->nurls; /* another member next time */
 		cl->next_watch = daemon_now_ms() + RETRY_MS;
 		return false;
 	}
@@ -759,6 +816,7 @@ static void watch_done(void *ctx, const struct httpc_result *res)
 	fprintf(stderr, "rollcall: cluster: the etcd watch ended (%s)\n", res->error ? res->error : "closed");
 	if (cl->state == CLUSTER_LIVE)
 		set_state(cl, CLUSTER_DEGRADED, "the etcd watch ended");
+	cl->cur = (cl->cur + 1) % cl->nurls; /* another member next time */
 	cl->next_watch = daemon_now_ms() + RETRY_MS;
 }
 
@@ -861,6 +919,8 @@ static void load_done(void *ctx, const struct httpc_result *res)
 	set_state(cl, CLUSTER_LIVE, "joined");
 }
 
+static void cleared_done(void *ctx, const struct httpc_result *res);
+
 /* The node key is ours (new incarnation) and the secret known: read the registry. */
 static void node_done(void *ctx, const struct httpc_result *res)
 {
@@ -875,6 +935,34 @@ static void node_done(void *ctx, const struct httpc_result *res)
 		return;
 	}
 	if (!t.succeeded) {
+		const struct etcd_kv *kv = t.nresp == 1 && t.resp[0].kind == ETCD_RESP_RANGE && t.resp[0].range.nkvs == 1
+						   ? &t.resp[0].range.kvs[0] : NULL;
+		if (cl->loaded && kv && kv->lease != cl->old_lease) {
+			/* joining again, and the name is on someone else's lease */
+			etcd_txn_result_free(&t);
+			cl->taken_over = true;
+			cl->join_step = 0;
+			cl->next_join = 0;
+			fprintf(stderr, "rollcall: cluster: another node holds the name %s\n", cl->cfg->node);
+			return;
+		}
+		if (cl->loaded && kv) { /* our own key from before we were fenced: it goes */
+			struct etcd_txn tx = { 0 };
+			size_t blen;
+			char *b;
+			etcd_txn_cmp(&tx, kv->key, kv->klen, ETCD_T_MOD, ETCD_EQUAL, kv->mod_revision);
+			etcd_txn_delete(&tx, false, kv->key, kv->klen, NULL, 0);
+			b = etcd_txn_finish(&tx, &blen);
+			etcd_txn_result_free(&t);
+			if (b && etcd_post(cl, "/v3/kv/txn", b, blen, true, WRITE_TIMEOUT_MS, cleared_done, cl, &cl->join_req)) {
+				free(b);
+				return;
+			}
+			free(b);
+			cl->join_step = 0;
+			cl->next_join = daemon_now_ms() + RETRY_MS;
+			return;
+		}
 		etcd_txn_result_free(&t);
 		cl->join_step = 0; /* someone wrote it meanwhile: start again */
 		cl->next_join = daemon_now_ms() + RETRY_MS;
@@ -917,21 +1005,15 @@ static void now_rfc3339(char *out, size_t n)
 	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The old incarnation's key is gone: write ours (on our lease) and the secret if none. */
-static void cleared_done(void *ctx, const struct httpc_result *res)
+/* Writes this node's key (on its lease) if there is none; the range
+ * tells the secret, the failure's range who holds the name. */
+static void write_node_key(struct cluster *cl)
 {
-	struct cluster *cl = ctx;
-	struct etcd_txn_result t;
 	struct etcd_txn tx = { 0 };
 	struct jw v = { 0 };
 	char *key, *skey, *val, *body;
 	size_t klen, sklen, vlen, len;
 
-	if (txn_result(res, &t) != ETCD_OK) {
-		join_failed(cl, "clearing an earlier node of this name", res);
-		return;
-	}
-	etcd_txn_result_free(&t);
 	now_rfc3339(cl->me_shadow.since, sizeof(cl->me_shadow.since));
 	jw_lit(&v, "{\"url\":");
 	jw_str(&v, cl->cfg->advertise, strlen(cl->cfg->advertise));
@@ -952,10 +1034,10 @@ static void cleared_done(void *ctx, const struct httpc_result *res)
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 		return;
 	}
-	/* The node key, on our lease; the range tells the cluster's secret. */
 	etcd_txn_cmp(&tx, key, klen, ETCD_T_CREATE, ETCD_EQUAL, 0);
 	etcd_txn_put(&tx, false, key, klen, val, vlen, cl->lease, false);
 	etcd_txn_range(&tx, false, skey, sklen, NULL, 0, 0);
+	etcd_txn_range(&tx, true, key, klen, NULL, 0, 0);
 	body = etcd_txn_finish(&tx, &len);
 	free(val);
 	free(key);
@@ -969,7 +1051,23 @@ static void cleared_done(void *ctx, const struct httpc_result *res)
 	free(body);
 }
 
-/* The secret exists (made or found): clear an earlier incarnation's key. */
+/* An earlier process's key of this name is gone: write ours. */
+static void cleared_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+	struct etcd_txn_result t;
+
+	if (txn_result(res, &t) != ETCD_OK) {
+		join_failed(cl, "clearing an earlier node of this name", res);
+		return;
+	}
+	etcd_txn_result_free(&t);
+	write_node_key(cl);
+}
+
+/* The secret exists (made or found). Starting, a node takes its name over
+ * from an earlier process; joining again after being fenced, it takes
+ * back only its own stale key (write_node_key finds out whose it is). */
 static void secret_done(void *ctx, const struct httpc_result *res)
 {
 	struct cluster *cl = ctx;
@@ -983,6 +1081,10 @@ static void secret_done(void *ctx, const struct httpc_result *res)
 		return;
 	}
 	etcd_txn_result_free(&t);
+	if (cl->loaded) {
+		write_node_key(cl);
+		return;
+	}
 	klen = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &key);
 	if (!klen) {
 		cl->join_step = 0;
@@ -1051,7 +1153,14 @@ static void join_next(struct cluster *cl)
 struct renew {
 	struct cluster *cl;
 	uint64_t sent;
+	int64_t lease;
 };
+
+/* The lease was renewed under another (the node was fenced and joined again). */
+static bool id_changed(const struct cluster *cl, const struct renew *rn)
+{
+	return rn->lease != cl->lease;
+}
 
 static void renew_done(void *ctx, const struct httpc_result *res)
 {
@@ -1063,6 +1172,10 @@ static void renew_done(void *ctx, const struct httpc_result *res)
 	size_t n = nl ? (size_t)(nl - res->body) : res->body_len;
 
 	cl->renew_req = NULL;
+	if (cl->state == CLUSTER_FENCED || id_changed(cl, rn)) {
+		free(rn);
+		return;
+	}
 	if (res->status == 200 && etcd_parse_lease(res->body, n, &h, &id, &ttl, NULL) == ETCD_OK && ttl > 0) {
 		cl->last_renewed = rn->sent;
 		cl->next_renew = rn->sent + cl->cfg->node_ttl * 1000 / 3;
@@ -1092,6 +1205,7 @@ static void renew(struct cluster *cl)
 	}
 	rn->cl = cl;
 	rn->sent = daemon_now_ms();
+	rn->lease = cl->lease;
 	if (!etcd_post(cl, "/v3/lease/keepalive", body, len, true, 2000, renew_done, rn, &cl->renew_req))
 		free(rn);
 	free(body);
@@ -1151,7 +1265,7 @@ static void clean_step(struct cluster *cl)
 	char *body;
 
 	cl->next_clean = 0;
-	if (!cl->clean_head || cl->clean_req || !is_cleaner(cl) || cl->state != CLUSTER_LIVE)
+	if (!cl->clean_head || cl->clean_req || cl->state != CLUSTER_LIVE)
 		return;
 	while ((it = cl->clean_head) && n < CLEAN_BATCH && !(n && it->solo)) {
 		if (it->value)
@@ -1239,6 +1353,17 @@ void cluster_free(struct cluster *cl)
 
 	if (!cl)
 		return;
+	/* Every etcd call in flight ends as failed, so whoever waits frees what
+	 * it holds; the node is stopping, so nothing new is started from here. */
+	cl->leaving = true;
+	while (cl->ecalls) {
+		struct ecall *ec = cl->ecalls;
+		struct httpc_result none = { 0 };
+		none.body = "";
+		none.error = "the node is stopping";
+		httpc_cancel(cl->hc, ec->req);
+		ecall_done(ec, &none);
+	}
 	httpc_free(cl->hc);
 	for (nd = cl->nodes; nd; nd = next) {
 		next = nd->next;
@@ -1357,6 +1482,7 @@ struct op {
 	/* a broadcast's forwards: how many are out, and what they said */
 	size_t pending;
 	bool in_batch;         /* its write is in a batch (the batch frees it if the request is gone) */
+	struct clean_item *leftover; /* a session's names that did not fit its end's transaction */
 	uint64_t delivered;
 	struct jw full, unreachable;
 	/* a forward's answer */
@@ -1373,8 +1499,11 @@ struct fan {
 	struct fan *next;
 };
 
+static void clean_free(struct clean_item *it);
+
 static void op_free(struct op *op)
 {
+	clean_free(op->leftover);
 	free(op->full.buf);
 	free(op->unreachable.buf);
 	free(op->label);
@@ -1396,7 +1525,8 @@ void cluster_request_done(struct http_request *req)
 		return;
 	req->cl_op = NULL;
 	if (op->hr) {
-		httpc_cancel(op->cl->hc, op->hr);
+		if (!etcd_cancel(op->cl, op->hr)) /* an etcd call, or a forward */
+			httpc_cancel(op->cl->hc, op->hr);
 		op->hr = NULL;
 	}
 	if (op->pending || op->in_batch) { /* forwards or a batch still out: they free the op */
@@ -1532,11 +1662,14 @@ static void end_ops(struct op *op, struct etcd_txn *tx, struct store_session *s,
 			if ((n = key_of(cl, 'k', nm->key, nm->klen, NULL, 0, &k)))
 				etcd_txn_delete(tx, false, k, n, NULL, 0), ops++;
 			free(k);
-		} else { /* the session's record is gone: these are left-overs, deleted if unchanged */
+		} else { /* left-overs, deleted if unchanged once the record is gone (not before!) */
 			size_t vl;
 			char *v = name_value(op->sid, nm->value, nm->vlen, &vl);
-			if (v)
-				clean_push(cl, 'k', nm->key, nm->klen, NULL, 0, false, v, vl);
+			struct clean_item *it = v ? clean_new(cl, 'k', nm->key, nm->klen, NULL, 0, false, v, vl) : NULL;
+			if (it) {
+				it->next = op->leftover;
+				op->leftover = it;
+			}
 			free(v);
 		}
 	}
@@ -1789,6 +1922,8 @@ static void op_result(struct op *op, struct etcd_txn_result *t0, uint64_t rev)
 	memset(t0, 0, sizeof(*t0)); /* ours to free now */
 	op->rev = rev;
 	if (t.succeeded) {
+		clean_append(cl, op->leftover); /* the record is gone: now the rest of its names */
+		op->leftover = NULL;
 		etcd_txn_result_free(&t);
 		op->status = op->kind == OP_SESSION_CREATE ? 201 : op->kind == OP_SESSION_END || op->kind == OP_NAME_DELETE ||
 			op->kind == OP_ENTRY_DELETE ? 204 : op->kind == OP_SESSION_TTL ? 200 : op->status ? op->status : 201;
@@ -2192,15 +2327,21 @@ static void expire_done(void *ctx, const struct httpc_result *res)
 	struct op *op = ctx;
 	struct etcd_txn_result t;
 
-	if (txn_result(res, &t) == ETCD_OK)
+	if (txn_result(res, &t) == ETCD_OK) {
+		if (t.succeeded) {
+			clean_append(op->cl, op->leftover);
+			op->leftover = NULL;
+		}
 		etcd_txn_result_free(&t);
-	else if (op->tries++ < MAX_TRIES && !op->cl->leaving) {
+	} else if (op->tries++ < MAX_TRIES && !op->cl->leaving) {
 		/* etcd is away: try again; meanwhile the session is not live here */
 		struct store_session *s = store_session_lookup(op->cl->st, op->sid, STORE_ID_LEN);
 		if (s && op->cl->state != CLUSTER_FENCED) {
 			struct etcd_txn tx = { 0 };
 			size_t len;
 			char *body;
+			clean_free(op->leftover);
+			op->leftover = NULL;
 			end_ops(op, &tx, s, false);
 			body = etcd_txn_finish(&tx, &len);
 			if (body && etcd_post(op->cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, expire_done, op, NULL)) {
@@ -2445,7 +2586,8 @@ void cluster_fanout(struct http_request *req, struct http_reply *rep, struct sto
 	jw_raw(&op->full, full_ids ? full_ids : "", len);
 	if (n)
 		memcpy(ss, to, n * sizeof(*ss));
-	qsort(ss, n, sizeof(*ss), by_home);
+	if (n)
+		qsort(ss, n, sizeof(*ss), by_home);
 	req->cl_op = op;
 	for (i = 0; i < n; i = j) {
 		struct fan *f = calloc(1, sizeof(*f));

@@ -795,12 +795,12 @@ int daemon_run(struct app *app)
 	}
 	rc = exit_rc;
 out:
+	if (l.mhd) /* requests end first: what they hold in the cluster goes with them */
+		MHD_stop_daemon(l.mhd);
 	if (app->cluster) {
 		cluster_free(app->cluster);
 		app->cluster = NULL;
 	}
-	if (l.mhd)
-		MHD_stop_daemon(l.mhd);
 	close(l.epfd);
 	close(sfd);
 	return rc;
