@@ -2919,3 +2919,26 @@ void cluster_get_stats(const struct cluster *cl, uint64_t now, struct cluster_st
 	out->forwards = cl->forwards;
 	out->forward_failures = cl->forward_failures;
 }
+
+/* --- seams for the unit tests (tests/unit/test_cluster.c) --- */
+
+bool cluster_apply_watch_line(struct cluster *cl, const char *line, size_t len)
+{
+	cl->loaded = true;
+	return watch_line(cl, line, len);
+}
+
+char *cluster_end_txn(struct cluster *cl, const struct store_session *s, bool deleted, size_t *len, size_t *leftover)
+{
+	struct op op = { 0 };
+	struct etcd_txn tx = { 0 };
+	struct clean_item *it;
+
+	op.cl = cl;
+	memcpy(op.sid, s->id, sizeof(op.sid));
+	end_ops(&op, &tx, (struct store_session *)s, deleted);
+	for (*leftover = 0, it = op.leftover; it; it = it->next)
+		(*leftover)++;
+	clean_free(op.leftover);
+	return etcd_txn_finish(&tx, len);
+}

@@ -104,6 +104,14 @@ void cluster_nodes(struct http_request *req, struct http_reply *rep);
 /* The live node called name: its advertised URL, NULL when none. */
 const char *cluster_node_url(const struct cluster *cl, const char *name);
 
+/* For the unit tests: one line of the etcd watch applied to the copy (as
+ * the watch does; marks the copy loaded), and the transaction that ends
+ * session s (deleted: by DELETE, else expired; *leftover: its names that
+ * did not fit and follow in clean-up batches). The body is malloc'd. */
+bool cluster_apply_watch_line(struct cluster *cl, const char *line, size_t len);
+char *cluster_end_txn(struct cluster *cl, const struct store_session *s, bool deleted, size_t *len,
+		      size_t *leftover);
+
 struct cluster_stats {
 	const char *state;
 	size_t nodes;
