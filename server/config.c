@@ -101,6 +101,16 @@ static int parse_listen(struct config *c, const char *s)
 	return 0;
 }
 
+void config_bound_port(struct config *c, unsigned port)
+{
+	c->port = port;
+	if (!c->node_given)
+		snprintf(c->node, sizeof(c->node), strchr(c->host, ':') ? "[%s]:%u" : "%s:%u", c->host, port);
+	if (!c->advertise_given)
+		snprintf(c->advertise, sizeof(c->advertise), strchr(c->host, ':') ? "http://[%s]:%u" : "http://%s:%u",
+			 c->host, port);
+}
+
 /* A node name: 1 to 64 of [A-Za-z0-9._:-]. */
 static bool node_ok(const char *s)
 {
@@ -238,8 +248,10 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 			}
 		} else if (!strcmp(flag, "--advertise")) {
 			bad = !url_ok(val, sizeof(c->advertise));
-			if (!bad)
+			if (!bad) {
 				strcpy(c->advertise, val);
+				c->advertise_given = true;
+			}
 		} else if (!strcmp(flag, "--etcd-prefix")) {
 			bad = !val || !*val || strlen(val) >= sizeof(c->etcd_prefix);
 			if (!bad)
@@ -287,12 +299,6 @@ enum config_rc config_parse(struct config *c, int argc, char **argv, FILE *out, 
 		fprintf(err, "rollcall: --default-ttl %u is over --max-ttl %u\n", c->default_ttl, c->max_ttl);
 		return CONFIG_EXIT_USAGE;
 	}
-	/* The node's name and address default to the listen address (with
-	 * port 0 the daemon fills in the real port once it is bound). */
-	if (!c->node_given)
-		snprintf(c->node, sizeof(c->node), strchr(c->host, ':') ? "[%s]:%u" : "%s:%u", c->host, c->port);
-	if (!c->advertise[0])
-		snprintf(c->advertise, sizeof(c->advertise), strchr(c->host, ':') ? "http://[%s]:%u" : "http://%s:%u",
-			 c->host, c->port);
+	config_bound_port(c, c->port);
 	return CONFIG_RUN;
 }

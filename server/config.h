@@ -30,6 +30,7 @@ struct config {
 	char node[65];          /* this node's name: --node, else HOST:PORT of --listen */
 	bool node_given;
 	char advertise[300];    /* how other nodes reach this one: --advertise, else http://HOST:PORT */
+	bool advertise_given;
 	char etcd_prefix[257];  /* keys in etcd start with it; default /rollcall/ */
 	unsigned node_ttl;      /* seconds a node may go unheard (3..300) */
 };
@@ -38,6 +39,10 @@ struct config {
 void config_defaults(struct config *c);
 
 enum config_rc { CONFIG_RUN = 0, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
+
+/* The listen port once bound (--listen ...:0 picks one): the default node
+ * name and --advertise URL take it. */
+void config_bound_port(struct config *c, unsigned port);
 
 /* Reads argv into c. --help and --version print to out and give
  * CONFIG_EXIT_OK; a bad flag or value prints one line to err and gives

@@ -711,6 +711,9 @@ int daemon_run(struct app *app)
 	}
 	ev.data.ptr = &l.tag_signal;
 	epoll_ctl(l.epfd, EPOLL_CTL_ADD, sfd, &ev);
+	info = MHD_get_daemon_info(l.mhd, MHD_DAEMON_INFO_BIND_PORT);
+	if (cfg->port == 0 && info && info->port) /* port 0: the node's name and address take the real one */
+		config_bound_port((struct config *)cfg, info->port);
 	if (cfg->etcd) {
 		app->cluster = cluster_new(app, l.epfd, TAG_CLUSTER);
 		if (!app->cluster) {

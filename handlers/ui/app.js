@@ -3,12 +3,16 @@
  * renders only the rows in view (fixed row height, a tall body for the
  * scroll bar), and all drawing happens once per animation frame. Text from
  * the server only ever goes through textContent. With --auth-token the page
- * asks for a token when the API answers 401 (see "Access" below). */
+ * asks for a token when the API answers 401 (see "Access" below). In a
+ * cluster (--etcd) it shows the nodes and each session's home; a session
+ * homed on another node has no lease or queue in listings ("—"). */
 'use strict';
 
 (() => {
   const PAGE = 1000;              // listing page size (the server's maximum)
   const SESSIONS_EVERY_MS = 2500; // heartbeats and queues change without events
+  const NODES_EVERY_MS = 3000;    // nodes join and leave without events
+  const NODES_SOON_MS = 300;      // after sessions come or go, their homes' counts
   const FADE_MS = 1000;           // an ended session's row fades this long
   const DETAIL_BATCH_MS = 150;    // property/group fetches are batched this long
   const DETAIL_PARALLEL = 4;      // at most this many in flight (one per key)
@@ -20,18 +24,29 @@
   const $ = (id) => document.getElementById(id);
   const now = () => performance.now();
   const fmt = (n) => n.toLocaleString('en-US');
+  const DASH = '—'; // a number only the session's home node knows
 
   /* ------------------------------------------------------------------ */
   /* State                                                               */
 
   // at: the event index an entry's state reflects; older events skip it.
+  // A listing or fetch at index N reflects every event up to N, so at = N.
+  // Several events may share one index (all that one change released), so
+  // an entry changed by an event of index N is at N - 0.5 (eventAt): the
+  // other events of N still apply to it, older ones do not.
+  const eventAt = (index) => index - 0.5;
+
   function emptyState() {
     return {
-      sessions: new Map(), // id -> {id, label, ttl, expiresAt, names, props, groups, queued, seen, cAt, ended, v, flash}
+      sessions: new Map(), // id -> {id, label, ttl, expiresAt, names, props, groups, queued, node, remote, seen, cAt, ended, v, flash}
       names: new Map(),    // key -> {key, lk, session, value, at, v, flash}
       props: new Map(),    // key -> multi entry (below)
       groups: new Map(),
-      index: 0,            // the last event applied
+      nodes: new Map(),    // name -> {key, url, sessions, since, v, flash}
+      nodesListed: false,  // the first /v1/nodes answer is in (later arrivals flash)
+      index: 0,            // the last index whose events were all applied
+      part: 0,             // an index whose events are being applied (its last is yet to come)
+      partSeen: null,      // the events of `part` applied, so a resumed stream skips them
       deltas: [],          // recent per-session count changes, replayed over a sessions refresh
     };
   }
@@ -45,14 +60,17 @@
   let retryTimer = 0;
   let connState = '';
   let loaded = false;     // the first listing is in
+  let selfNode = null;    // X-Rollcall-Node of this page's node (cluster mode only)
 
   function valueOf(o) {
     return o && Object.prototype.hasOwnProperty.call(o, 'value') ? o.value : null;
   }
 
+  // queued is null and remote true for a session homed on another node:
+  // its lease and mailbox live there, and listings here do not show them.
   function newSession(id, seen) {
     return { id, label: null, ttl: 0, expiresAt: 0, names: 0, props: 0, groups: 0, queued: 0,
-      seen, cAt: seen, ended: null, v: 0, flash: 0, info: false };
+      node: null, remote: false, seen, cAt: seen, ended: null, v: 0, flash: 0, info: false };
   }
 
   function newMulti(key, count, at) {
@@ -110,6 +128,8 @@
     closeStream();
     clearTimeout(retryTimer);
     clearTimeout(sessTimer);
+    clearTimeout(nodesTimer);
+    nodesTimer = 0;
     // what was shown is not for a page without a token
     S = emptyState();
     loaded = false;
@@ -198,6 +218,7 @@
     const used = token;
     const r = await fetch(path, { headers: withToken({ Accept: 'application/json' }, used), cache: 'no-store' });
     const index = Number(r.headers.get('X-Rollcall-Index'));
+    const node = r.headers.get('X-Rollcall-Node'); // the node that answered (the home, when forwarded)
     const body = await r.json().catch(() => null);
     if (!r.ok) {
       if (r.status === 401) refused(used);
@@ -205,7 +226,7 @@
       e.status = r.status;
       throw e;
     }
-    return { body, index: Number.isFinite(index) ? index : 0 };
+    return { body, index: Number.isFinite(index) ? index : 0, node };
   }
 
   // Every page of a listing; onPage(entries, index). Returns the first page's index.
@@ -215,7 +236,8 @@
     for (;;) {
       let url = path + '?limit=' + PAGE;
       if (after !== null) url += '&after=' + encodeURIComponent(after);
-      const { body, index } = await getJSON(url);
+      const { body, index, node } = await getJSON(url);
+      if (node) selfNode = node; // a listing is never forwarded
       if (first === null) first = index;
       onPage(body[field] || [], index, now());
       if (body.next === null || body.next === undefined) return first;
@@ -235,9 +257,13 @@
       tables.sessions.structural = true;
     }
     setLabel(x, s.label);
+    setNode(x, s.node);
     x.ttl = s.ttl;
-    x.expiresAt = t + s.expires_in_ms;
-    x.names = s.names; x.props = s.props; x.groups = s.groups; x.queued = s.queued;
+    // null: homed on another node, which alone knows its lease and queue
+    x.remote = typeof s.expires_in_ms !== 'number';
+    x.expiresAt = x.remote ? 0 : t + s.expires_in_ms;
+    x.names = s.names; x.props = s.props; x.groups = s.groups;
+    x.queued = typeof s.queued === 'number' ? s.queued : null;
     x.cAt = index;
     x.info = true;
     if (index > x.seen) x.seen = index;
@@ -251,6 +277,14 @@
       x.ll = l.toLowerCase();
       labelsVer++;
       tables.sessions.structural = true; // sorted by label
+    }
+  }
+
+  function setNode(x, node) {
+    const n = typeof node === 'string' && node ? node : null;
+    if (x.node !== n) {
+      x.node = n;
+      tables.sessions.structural = true; // the node column shows when any session has one
     }
   }
 
@@ -292,6 +326,7 @@
       }
       openStream(i0);
       scheduleSessions();
+      refreshNodes();
       draw();
     } catch (e) {
       if (my !== gen) return;
@@ -355,7 +390,23 @@
       return;
     }
     if (typeof d.index !== 'number' || d.index <= S.index) return; // seen already
-    S.index = d.index;
+    // Several events may share an index; only the last of them carries the
+    // stream's id: (msg.lastEventId is an earlier index until it comes). A
+    // stream cut between them is reopened at S.index and so sends the whole
+    // index again: the events of it already applied are skipped.
+    if (d.index !== S.part) {
+      if (S.part) S.index = S.part; // (its last event never came)
+      S.part = d.index;
+      S.partSeen = new Set();
+    }
+    const sig = d.type + '\n' + d.session + '\n' + (d.key !== undefined ? d.key : d.group !== undefined ? d.group : '');
+    if (S.partSeen.has(sig)) return;
+    S.partSeen.add(sig);
+    if (msg.lastEventId === String(d.index)) {
+      S.index = d.index;
+      S.part = 0;
+      S.partSeen = null;
+    }
     apply(d);
     draw();
   }
@@ -375,7 +426,8 @@
       case 'group_left': multiDel(tables.groups, d.group, d); break;
       default: return;
     }
-    if (!d.type.startsWith('session_')) alive(d.session, d.index);
+    if (d.type.startsWith('session_')) nodesSoon(); // a home's count changed
+    else alive(d.session, d.index);
   }
 
   /* ------------------------------------------------------------------ */
@@ -384,7 +436,7 @@
   // A request with a session's token renews its lease: count it from now.
   function alive(id, index) {
     const x = S.sessions.get(id);
-    if (x && !x.ended && x.ttl && index > x.cAt) x.expiresAt = now() + x.ttl * 1000;
+    if (x && !x.ended && !x.remote && x.ttl && index > x.cAt) x.expiresAt = now() + x.ttl * 1000;
   }
 
   // Count changes from events, kept until a sessions listing includes them.
@@ -443,12 +495,17 @@
     }
     const my = gen;
     for (const id of ids) {
+      // forwarded to the session's home: it has the lease, and answers as that node
       getJSON('/v1/sessions/' + encodeURIComponent(id)).then(({ body }) => {
         const x = S.sessions.get(id);
         if (my !== gen || !x || x.ended || !body) return;
         setLabel(x, body.label);
+        setNode(x, body.node);
         x.ttl = body.ttl;
-        x.expiresAt = now() + body.expires_in_ms;
+        // as listings here show it: another node's session has no lease or queue
+        x.remote = !!(x.node && selfNode && x.node !== selfNode) || typeof body.expires_in_ms !== 'number';
+        x.expiresAt = x.remote ? 0 : now() + body.expires_in_ms;
+        if (x.remote) x.queued = null;
         x.info = true;
         x.v++;
         draw();
@@ -505,6 +562,80 @@
   }
 
   /* ------------------------------------------------------------------ */
+  /* Nodes                                                               */
+
+  // GET /v1/nodes every few seconds, and soon after sessions come or go
+  // (each node's count of the sessions it homes). A single node lists itself.
+  let nodesTimer = 0;
+  let nodesDue = 0;
+  let nodesBusy = false;
+  let nodesAgain = false;
+
+  function scheduleNodes(ms) {
+    const due = now() + ms;
+    if (nodesTimer && nodesDue <= due) return; // one is due sooner already
+    clearTimeout(nodesTimer);
+    nodesDue = due;
+    nodesTimer = setTimeout(refreshNodes, ms);
+  }
+
+  function nodesSoon() {
+    if (loaded) scheduleNodes(NODES_SOON_MS);
+  }
+
+  async function refreshNodes() {
+    clearTimeout(nodesTimer);
+    nodesTimer = 0;
+    if (locked) return;
+    if (nodesBusy) { // what changed meanwhile may not be in the answer on its way
+      nodesAgain = true;
+      return;
+    }
+    nodesBusy = true;
+    const my = gen;
+    try {
+      const { body, node } = await getJSON('/v1/nodes');
+      if (my !== gen) return; // listed again since: that listing asks again
+      if (node) selfNode = node;
+      setNodes(body && Array.isArray(body.nodes) ? body.nodes : []);
+      draw();
+    } catch (e) {
+      // a server that is down or refuses: the stream and listings show it
+    } finally {
+      nodesBusy = false;
+      const again = nodesAgain;
+      nodesAgain = false;
+      if (!locked) scheduleNodes(again ? 0 : NODES_EVERY_MS);
+    }
+  }
+
+  function setNodes(list) {
+    const t = now();
+    const seen = new Set();
+    for (const n of list) {
+      if (!n || typeof n.node !== 'string' || seen.has(n.node)) continue;
+      seen.add(n.node);
+      let x = S.nodes.get(n.node);
+      if (!x) {
+        x = { key: n.node, lk: n.node.toLowerCase(), v: 0, flash: S.nodesListed ? t : 0 };
+        S.nodes.set(n.node, x);
+        tables.nodes.structural = true;
+      }
+      x.url = typeof n.url === 'string' ? n.url : '';
+      x.sessions = typeof n.sessions === 'number' ? n.sessions : null;
+      x.since = typeof n.since === 'string' ? n.since : '';
+      x.v++; // its uptime moved on
+    }
+    for (const k of S.nodes.keys()) {
+      if (!seen.has(k)) {
+        S.nodes.delete(k);
+        tables.nodes.structural = true;
+      }
+    }
+    S.nodesListed = true;
+  }
+
+  /* ------------------------------------------------------------------ */
   /* Names                                                               */
 
   function nameSet(d, t) {
@@ -518,7 +649,7 @@
     }
     n.session = d.session;
     n.value = valueOf(d);
-    n.at = d.index;
+    n.at = eventAt(d.index);
     n.v++;
     n.flash = t;
   }
@@ -558,7 +689,7 @@
     }
     if (m.pend) m.pend.push(d);
     if (d.index <= m.at) return;
-    m.at = d.index;
+    m.at = eventAt(d.index);
     if (m.holders) {
       if (holderSet(m, d)) delta(d, T.field, 1);
     } else {
@@ -575,7 +706,7 @@
     if (!m) return;
     if (m.pend) m.pend.push(d);
     if (d.index <= m.at) return;
-    m.at = d.index;
+    m.at = eventAt(d.index);
     if (m.holders) {
       holderDel(m, d);
     } else {
@@ -627,7 +758,7 @@
       m.uncertain = false;
       for (const d of m.pend) { // what changed while the answer was on its way
         if (d.index <= m.at) continue;
-        m.at = d.index;
+        m.at = eventAt(d.index);
         if (d.type === 'prop_set' || d.type === 'group_joined') holderSet(m, d);
         else holderDel(m, d);
       }
@@ -665,6 +796,13 @@
     }
 
     shows(key) { return this.live.has(key); }
+
+    // Drops every row element: the next render creates them anew (new columns).
+    flush() {
+      for (const el of this.live.values()) el.remove();
+      this.live = new Map();
+      this.pool = [];
+    }
 
     setItems(items) {
       this.items = items;
@@ -768,29 +906,50 @@
     cell.title = label ? label + ' (' + id + ')' : id;
   }
 
+  // The sessions table has a node column (each session's home) when any
+  // session has a node, that is in cluster mode; rows are made for one
+  // layout or the other (rebuild flushes them when it changes).
+  let clustered = false;
+
   function fillSession(r, x) {
-    const c = r.children;
+    const c = r._c;
     r.dataset.key = x.id;
     r.classList.toggle('gone', !!x.ended);
     if (x.label) {
-      c[0].textContent = x.label;
-      c[0].className = 'slabel';
+      c.label.textContent = x.label;
+      c.label.className = 'slabel';
     } else {
-      c[0].textContent = x.info ? 'no label' : '…';
-      c[0].className = 'nolabel';
+      c.label.textContent = x.info ? 'no label' : '…';
+      c.label.className = 'nolabel';
     }
-    c[0].title = x.label || '';
-    c[1].textContent = x.id;
-    c[3].textContent = fmt(x.names);
-    c[4].textContent = fmt(x.props);
-    c[5].textContent = fmt(x.groups);
-    c[6].textContent = fmt(x.queued);
+    c.label.title = x.label || '';
+    c.id.textContent = x.id;
+    c.id.title = x.id;
+    if (c.node) {
+      c.node.textContent = x.node || '';
+      c.node.title = x.node ? 'home: ' + x.node + (x.node === selfNode ? ' (this page\'s node)' : '') : '';
+      c.node.classList.toggle('here', !!x.node && x.node === selfNode);
+    }
+    c.names.textContent = fmt(x.names);
+    c.props.textContent = fmt(x.props);
+    c.groups.textContent = fmt(x.groups);
+    const q = x.queued === null;
+    // (in a cluster, a new session's home is not known until its details come)
+    c.queued.textContent = q ? DASH : !x.info && c.node ? '…' : fmt(x.queued);
+    c.queued.classList.toggle('na', q);
+    c.queued.title = q ? 'queued on its home node' + (x.node ? ', ' + x.node : '') : '';
     fillLease(r, x, now());
   }
 
   function createSessionRow() {
-    const r = rowOf(['slabel', 'mono', 'lease', 'num', 'num', 'num', 'num']);
-    const lease = r.children[2];
+    const names = clustered
+      ? ['label', 'id', 'node', 'lease', 'names', 'props', 'groups', 'queued']
+      : ['label', 'id', 'lease', 'names', 'props', 'groups', 'queued'];
+    const cls = { label: 'slabel', id: 'mono idc', node: 'mono nodec', lease: 'lease' };
+    const r = rowOf(names.map((n) => cls[n] || 'num'));
+    r._c = {};
+    names.forEach((n, i) => { r._c[n] = r.children[i]; });
+    const lease = r._c.lease;
     const bar = el('span', 'lease-bar');
     bar.appendChild(el('i'));
     lease.appendChild(bar);
@@ -799,7 +958,7 @@
   }
 
   function fillLease(r, x, t) {
-    const lease = r.children[2];
+    const lease = r._c.lease;
     const bar = lease.firstChild;
     const txt = lease.lastChild;
     let s;
@@ -807,6 +966,9 @@
     if (x.ended) {
       s = x.ended;
       frac = 0;
+    } else if (x.remote) {
+      s = DASH;
+      frac = -1;
     } else if (!x.ttl) {
       s = '…';
       frac = 1;
@@ -817,9 +979,52 @@
       if (x.ttl >= 60 && left >= 60000) s = Math.floor(left / 60000) + 'm ' + String(Math.floor(left / 1000) % 60).padStart(2, '0') + 's';
     }
     if (txt.textContent !== s) txt.textContent = s;
+    if (frac < 0) { // the lease is kept by the home node
+      bar.className = 'lease-bar none';
+      txt.className = 'lease-t na';
+      lease.title = 'ttl ' + x.ttl + 's; the lease is kept by its home node' + (x.node ? ', ' + x.node : '');
+      return;
+    }
+    txt.className = 'lease-t';
     bar.firstChild.style.transform = 'scaleX(' + frac.toFixed(3) + ')';
     bar.className = 'lease-bar' + (frac < 0.15 ? ' out' : frac < 0.4 ? ' low' : '');
     lease.title = x.ttl ? 'ttl ' + x.ttl + 's' : '';
+  }
+
+  // "2026-12-02 03:38:51 UTC", and how long ago as "up 3h 12m".
+  function sinceText(since, t) {
+    const ms = Date.parse(since);
+    if (!Number.isFinite(ms)) return [since, ''];
+    const at = new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+    const s = Math.max(0, Math.floor((t - ms) / 1000));
+    const up = s < 60 ? s + 's'
+      : s < 3600 ? Math.floor(s / 60) + 'm'
+        : s < 86400 ? Math.floor(s / 3600) + 'h ' + Math.floor(s / 60) % 60 + 'm'
+          : Math.floor(s / 86400) + 'd ' + Math.floor(s / 3600) % 24 + 'h';
+    return [at, 'up ' + up];
+  }
+
+  function fillNode(r, n) {
+    const c = r.children;
+    const here = n.key === selfNode;
+    r.dataset.key = n.key;
+    c[0].textContent = n.key;
+    c[0].classList.toggle('here', here);
+    c[0].title = here ? n.key + ': serves this page' : n.key;
+    c[1].textContent = n.url;
+    c[1].title = n.url;
+    c[2].textContent = n.sessions === null ? DASH : fmt(n.sessions);
+    const [at, up] = sinceText(n.since, Date.now());
+    c[3].firstChild.textContent = at;
+    c[3].lastChild.textContent = up;
+    c[3].title = 'joined ' + n.since + (up ? ' (' + up + ')' : '');
+  }
+
+  function createNodeRow() {
+    const r = rowOf(['nname', 'mono', 'num', 'since']);
+    r.children[3].appendChild(el('span', 'mono'));
+    r.children[3].appendChild(el('span', 'up'));
+    return r;
   }
 
   function fillName(r, n) {
@@ -864,6 +1069,8 @@
   }
 
   const tables = {
+    nodes: { name: 'nodes', noun: 'nodes', map: S.nodes, structural: true, unfiltered: true,
+      vt: new VTable('t-nodes', { key: (n) => n.key, create: createNodeRow, fill: fillNode }) },
     sessions: { name: 'sessions', noun: 'sessions', map: S.sessions, structural: true,
       vt: new VTable('t-sessions', { key: (x) => x.id, create: createSessionRow, fill: fillSession }) },
     names: { name: 'names', noun: 'names', map: S.names, structural: true,
@@ -893,10 +1100,41 @@
     return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
   }
 
+  // Widths the sessions table's columns depend on: whether it has a node
+  // column, and how wide its longest node name is (node names are ASCII,
+  // the cell's font monospace, so characters times one's width).
+  let nodeChars = 0;
+  let monoCharPx = 0;
+
+  function sessionColumns(all) {
+    let longest = 0;
+    for (const x of all) if (x.node && x.node.length > longest) longest = x.node.length;
+    const want = longest > 0;
+    const T = tables.sessions;
+    if (want !== clustered) {
+      clustered = want;
+      T.vt.root.classList.toggle('clustered', want);
+      T.vt.root.querySelector('.thead .col-node').hidden = !want;
+      T.vt.flush();
+    }
+    if (want && longest !== nodeChars) {
+      nodeChars = longest;
+      if (!monoCharPx) {
+        const probe = el('span', 'mono nodec', '0'.repeat(20));
+        probe.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap';
+        T.vt.body.appendChild(probe);
+        monoCharPx = probe.getBoundingClientRect().width / 20 || 7.5;
+        probe.remove();
+      }
+      T.vt.root.style.setProperty('--node-w', Math.ceil(longest * monoCharPx + 2) + 'px');
+    }
+  }
+
   function rebuild(T) {
     const all = [...T.map.values()];
+    if (T.name === 'sessions') sessionColumns(all);
     let shown = all;
-    if (query) {
+    if (query && !T.unfiltered) {
       shown = T.name === 'sessions'
         ? all.filter((x) => x.id.includes(query) || (x.ll && x.ll.includes(query)))
         : all.filter((e) => e.lk.includes(query));
@@ -904,9 +1142,9 @@
     shown.sort(T.name === 'sessions' ? bySession : byKey);
     T.vt.setItems(shown);
     const total = T.name === 'sessions' ? all.filter((x) => !x.ended).length : all.length;
-    const tally = query ? fmt(shown.length) + ' of ' + fmt(total) : fmt(total);
+    const tally = query && !T.unfiltered ? fmt(shown.length) + ' of ' + fmt(total) : fmt(total);
     $('n-' + T.name).textContent = tally;
-    T.vt.emptyEl.textContent = shown.length ? '' : locked ? 'Needs an access token' : !loaded ? 'Loading…' : query ? 'No ' + T.noun + ' match “' + filterEl.value + '”' : 'No ' + T.noun;
+    T.vt.emptyEl.textContent = shown.length ? '' : locked ? 'Needs an access token' : !loaded ? 'Loading…' : query && !T.unfiltered ? 'No ' + T.noun + ' match “' + filterEl.value + '”' : 'No ' + T.noun;
   }
 
   let frame = 0;
@@ -937,10 +1175,12 @@
   function totals() {
     let sessions = 0;
     let queued = 0;
+    let elsewhere = 0;
     for (const x of S.sessions.values()) {
       if (x.ended) continue;
       sessions++;
-      queued += x.queued;
+      if (x.queued === null) elsewhere++;
+      else queued += x.queued;
     }
     let props = 0;
     for (const m of S.props.values()) props += m.count;
@@ -951,6 +1191,9 @@
     setText('c-props', fmt(props));
     setText('c-members', fmt(members));
     setText('c-queued', fmt(queued));
+    const qt = elsewhere ? 'for the sessions homed on this node; ' + fmt(elsewhere) + ' other sessions\' queues are on their home nodes' : '';
+    const qe = $('c-queued').parentNode;
+    if (qe.title !== qt) qe.title = qt;
   }
 
   function setText(id, s) {

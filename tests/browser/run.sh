@@ -1,8 +1,9 @@
 #!/bin/sh
 # The dashboard's test in a real browser. Installs what is missing (Debian's
-# Chromium; Node.js and npm; playwright-core as pinned in package-lock.json,
-# which downloads no browser), then runs dashboard.test.mjs against the
-# rollcall binary given as $1. Exit status: the test's (1 when a check failed).
+# Chromium; Node.js and npm; etcd, for the cluster check; playwright-core as
+# pinned in package-lock.json, which downloads no browser), then runs
+# dashboard.test.mjs against the rollcall binary given as $1. Exit status:
+# the test's (1 when a check failed).
 # usage: sh tests/browser/run.sh build/rollcall
 set -eu
 BIN=${1:?usage: sh tests/browser/run.sh path/to/rollcall}
@@ -12,6 +13,7 @@ missing=""
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+[ -n "${ETCD_BIN:-}" ] || [ -x /usr/bin/etcd ] || missing="$missing etcd-server" # the cluster check
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "run.sh: missing:$missing; install as root: apt-get install -y$missing" >&2
