@@ -32,6 +32,7 @@
 #define RETRY_MS 500             /* joining, the watch: again after this */
 #define MAX_TRIES 6              /* a write's compare-and-retry rounds */
 #define CLEAN_BATCH 60           /* names deleted per clean-up transaction */
+#define BATCH_BYTES (1000 * 1000) /* a request's body at most: etcd takes 1.5 MiB (decoded) */
 
 uint64_t daemon_now_ms(void);
 void daemon_random(void *ctx, void *buf, size_t len);
@@ -98,22 +99,26 @@ struct cluster {
 	bool leaving;
 	bool taken_over;     /* another process took our name: never join again */
 	bool applying;       /* a revision is being applied to the store */
+	bool resyncing;      /* reading everything again after the watch lost its place */
 	int64_t lease;       /* the node's lease, 0 while it has none */
-	int64_t old_lease;   /* the lease before it was fenced: a key on it is our own, stale */
+	char nonce[17];      /* this process's, in its node key: a key of our name with it is ours */
 	int64_t my_crev;     /* this incarnation's node key create_revision */
 	struct node *nodes;  /* live nodes, by name */
 	struct node *me;     /* in nodes while live; else me_shadow */
 	struct node me_shadow;
 	char secret[33];
-	uint64_t last_renewed; /* when the latest successful renewal was sent */
-	uint64_t next_renew, next_join, next_watch, next_clean;
-	struct httpc_req *join_req, *renew_req, *watch_req, *clean_req, *leave_req;
+	uint64_t last_renewed; /* when the latest successful renewal (or the grant) was sent */
+	uint64_t join_sent;    /* when the lease grant of the current join was sent */
+	uint64_t next_renew, next_join, next_watch, next_clean, next_join_log, next_check;
+	struct httpc_req *join_req, *renew_req, *watch_req, *clean_req, *leave_req, *check_req;
 	int join_step;
 	struct jw line;      /* not used: lines come whole from httpc */
 	uint64_t last_watch_ms;
 	struct clean_item *clean_head, *clean_tail, *clean_busy;
 	struct batch *open_batch; /* writes waiting to share a transaction */
 	struct ecall *ecalls;     /* etcd requests in flight */
+	struct op *fwd;           /* forwards waiting on other nodes */
+	struct op *expiring;      /* ends of our sessions etcd has not taken yet (fnext links) */
 	size_t batches_out;
 	uint64_t etcd_requests, etcd_failures, forwards, forward_failures;
 	double rtt_ms;
@@ -204,10 +209,15 @@ static struct node *node_of_call(struct cluster *cl, const char *id, size_t n)
 	return NULL;
 }
 
-/* The lowest-named live node cleans up after lost ones. */
-static bool is_cleaner(const struct cluster *cl)
+/* The lowest-named live node, the one being dropped aside, cleans up
+ * after lost ones. */
+static bool is_cleaner(const struct cluster *cl, const char *dropped)
 {
-	return cl->nodes && cl->nodes == cl->me;
+	const struct node *nd = cl->nodes;
+
+	while (nd && dropped && !strcmp(nd->name, dropped))
+		nd = nd->next;
+	return nd && nd == cl->me;
 }
 
 /* --- talking to etcd --- */
@@ -328,6 +338,11 @@ static enum etcd_rc txn_result(const struct httpc_result *res, struct etcd_txn_r
 
 static void end_node_sessions(struct cluster *cl, const char *home, bool queue_clean);
 static void fence(struct cluster *cl, const char *why);
+static void forwards_fail(struct cluster *cl, const char *home);
+struct op;
+static void forward_unlink(struct op *op);
+static void expire_retry(struct cluster *cl, uint64_t now);
+static void expiring_free(struct cluster *cl);
 
 /* A session record's fields. */
 struct srec {
@@ -374,24 +389,32 @@ static bool parse_srec(const char *v, size_t n, struct srec *r)
 /* A name's value {"s":<id>,"v":<value>}: the id and the value's text. */
 static bool parse_name(const char *v, size_t n, char *sid, char **val, size_t *vlen)
 {
-	cJSON *root = cJSON_ParseWithLength(v, n);
-	const cJSON *s, *x;
-	bool ok = false;
+	static const char head[] = "{\"s\":\"", mid[] = "\",\"v\":";
+	const size_t hl = sizeof(head) - 1, ml = sizeof(mid) - 1;
+	const char *why, *x;
+	size_t i, xl;
 
+	/* Exactly as name_value() wrote it: the value's bytes are kept as they
+	 * are (a parse and print would change 1.0 or "\u00e9", and then no
+	 * compare on the value would find it again). */
 	*val = NULL;
-	if (!root)
+	if (n < hl + STORE_ID_LEN + ml + 2 || memcmp(v, head, hl) || memcmp(v + hl + STORE_ID_LEN, mid, ml) ||
+	    v[n - 1] != '}')
 		return false;
-	s = cJSON_GetObjectItemCaseSensitive(root, "s");
-	x = cJSON_GetObjectItemCaseSensitive(root, "v");
-	if (cJSON_IsString(s) && strlen(s->valuestring) == STORE_ID_LEN && x) {
-		strcpy(sid, s->valuestring);
-		*val = cJSON_PrintUnformatted(x);
-		ok = *val != NULL;
-		if (ok)
-			*vlen = strlen(*val);
+	for (i = 0; i < STORE_ID_LEN; i++) {
+		char c = v[hl + i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
 	}
-	cJSON_Delete(root);
-	return ok;
+	x = v + hl + STORE_ID_LEN + ml;
+	xl = n - 1 - (size_t)(x - v);
+	if (!json_check(x, xl, JSON_MAX_DEPTH, &why))
+		return false;
+	memcpy(sid, v + hl, STORE_ID_LEN);
+	sid[STORE_ID_LEN] = '\0';
+	*val = store_dup(x, xl);
+	*vlen = xl;
+	return *val != NULL;
 }
 
 /* {"s":"<id>","v":<value>}: written the same way by every node, so a
@@ -408,6 +431,17 @@ static char *name_value(const char *sid, const char *v, size_t vlen, size_t *len
 	return jw_finish(&w, len);
 }
 
+/* A node key written by this process (any of its joins): it has our nonce. */
+static bool ours(const struct cluster *cl, const struct etcd_kv *kv)
+{
+	cJSON *root = cJSON_ParseWithLength(kv->value, kv->vlen);
+	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(root, "nonce");
+	bool yes = cJSON_IsString(nonce) && !strcmp(nonce->valuestring, cl->nonce);
+
+	cJSON_Delete(root);
+	return yes;
+}
+
 static void node_put(struct cluster *cl, const char *name, size_t n, const struct etcd_kv *kv)
 {
 	struct node *nd = node_find(cl, name, n), **pp;
@@ -417,7 +451,7 @@ static void node_put(struct cluster *cl, const char *name, size_t n, const struc
 	if (n == 0 || n > 64)
 		return;
 	if (n == strlen(cl->cfg->node) && !memcmp(name, cl->cfg->node, n)) {
-		if (!cl->lease || kv->lease != cl->lease) {
+		if (!ours(cl, kv)) {
 			/* not on our lease: another process took this node's name, and
 			 * we are dropped for good */
 			cl->taken_over = true;
@@ -430,6 +464,8 @@ static void node_put(struct cluster *cl, const char *name, size_t n, const struc
 	}
 	if (nd && nd->crev != kv->create_revision && nd != &cl->me_shadow) {
 		/* the same name, a new incarnation: the earlier one's sessions end */
+		fprintf(stderr, "rollcall: cluster: node %s started again: its earlier sessions end\n", nd->name);
+		forwards_fail(cl, nd->name);
 		end_node_sessions(cl, nd->name, true);
 		nd->sessions = 0;
 	}
@@ -469,6 +505,10 @@ static void node_delete(struct cluster *cl, const char *name, size_t n)
 
 	if (!nd)
 		return;
+	if (nd != &cl->me_shadow) {
+		fprintf(stderr, "rollcall: cluster: node %s lost (%zu sessions end)\n", nd->name, nd->sessions);
+		forwards_fail(cl, nd->name);
+	}
 	end_node_sessions(cl, nd->name, true);
 	for (pp = &cl->nodes; *pp != nd; pp = &(*pp)->next)
 		;
@@ -476,7 +516,8 @@ static void node_delete(struct cluster *cl, const char *name, size_t n)
 	nd->next = NULL;
 	nd->sessions = 0;
 	if (nd == &cl->me_shadow) { /* dropped by the others (or by a process taking our name) */
-		fence(cl, "this node's key was deleted in etcd");
+		if (!cl->leaving)
+			fence(cl, "this node's key was deleted in etcd");
 		return;
 	}
 	free(nd->url);
@@ -544,7 +585,7 @@ static void end_node_sessions(struct cluster *cl, const char *home, bool queue_c
 			struct store_session *s = page[i];
 			if (!s->home || strcmp(s->home, home))
 				continue;
-			if (queue_clean && is_cleaner(cl)) {
+			if (queue_clean && is_cleaner(cl, home)) {
 				struct store_name *nm;
 				for (nm = s->names_head; nm; nm = nm->s_next) {
 					size_t vl;
@@ -612,6 +653,10 @@ static void name_put(struct cluster *cl, const char *key, size_t klen, const str
 		return;
 	s = store_session_lookup(cl->st, sid, STORE_ID_LEN);
 	nm = store_name_get(cl->st, key, klen);
+	if (nm && nm->owner == s && nm->vlen == vlen && !memcmp(nm->value, val, vlen)) {
+		free(val); /* as it was (a registry read again) */
+		return;
+	}
 	if (nm && nm->owner != s)
 		store_name_delete(cl->st, nm->owner, key, klen); /* taken over from an ended owner */
 	if (s)
@@ -646,6 +691,10 @@ static void entry_apply(struct cluster *cl, bool group, bool del, const char *re
 		else
 			store_prop_remove(cl->st, s, rest, n);
 	} else if (kv->vlen && kv->vlen <= cl->cfg->max_body) {
+		struct store_key *k = group ? store_group_get(cl->st, rest, n) : store_prop_get(cl->st, rest, n);
+		for (e = k ? k->head : NULL; e; e = e->k_next)
+			if (e->session == s && e->vlen == kv->vlen && !memcmp(e->value, kv->value, kv->vlen))
+				return; /* as it was (a registry read again) */
 		if (group)
 			store_group_join(cl->st, s, rest, n, kv->value, kv->vlen, &e);
 		else
@@ -745,17 +794,32 @@ static void fence(struct cluster *cl, const char *why)
 			break;
 		}
 	cl->me_shadow.next = NULL;
-	if (cl->lease)
-		cl->old_lease = cl->lease;
 	cl->lease = 0;
 	cl->my_crev = 0; /* a renewal still out ends on its own: fenced, it changes nothing */
+	if (cl->join_req) { /* a join under the lease just lost goes no further */
+		etcd_cancel(cl, cl->join_req);
+		cl->join_req = NULL;
+	}
 	cl->next_join = cl->taken_over ? 0 : daemon_now_ms();
 	cl->join_step = 0;
+}
+
+/* How often the lease is renewed: a renewal costs etcd no write, and the
+ * node ends its sessions --node-ttl after the last one that succeeded, so
+ * often enough that an etcd outage a little shorter than the ttl loses
+ * nothing: every second (a quarter of the ttl at most). */
+static uint64_t renew_every(const struct cluster *cl)
+{
+	uint64_t q = cl->cfg->node_ttl * 1000 / 4;
+
+	return q < 1000 ? q : 1000;
 }
 
 /* --- the watch --- */
 
 static void start_watch(struct cluster *cl);
+static void resync(struct cluster *cl);
+static void reconcile(struct cluster *cl, struct etcd_range *r);
 
 static bool watch_line(void *ctx, const char *line, size_t len)
 {
@@ -780,14 +844,15 @@ static bool watch_line(void *ctx, const char *line, size_t len)
 	}
 	cl->last_watch_ms = daemon_now_ms();
 	if (m.canceled) {
-		fprintf(stderr, "rollcall: cluster: watch canceled (compacted at %lld)\n",
+		fprintf(stderr, "rollcall: cluster: watch canceled (compacted at %lld): reading the registry again\n",
 			(long long)m.compact_revision);
-		/* Events were compacted away: go on from what etcd still has. */
-		if (m.compact_revision > (int64_t)store_index(cl->st))
-			store_revision_begin(cl->st, (uint64_t)m.compact_revision - 1), store_revision_end(cl->st);
+		/* The changes since the copy's index are gone from etcd: read
+		 * everything again and bring the copy to it; then watch on. */
 		etcd_watch_msg_free(&m);
 		cl->watch_req = NULL;
-		cl->next_watch = daemon_now_ms() + RETRY_MS;
+		if (cl->state == CLUSTER_LIVE)
+			set_state(cl, CLUSTER_DEGRADED, "the copy is behind what etcd keeps");
+		resync(cl);
 		return false;
 	}
 	for (i = 0; i < m.nevents; i = j) {
@@ -849,6 +914,55 @@ static void start_watch(struct cluster *cl)
 	cl->last_watch_ms = daemon_now_ms();
 }
 
+/* A watch can go quiet while its connection looks alive. Every few
+ * seconds the newest change under the prefix is read: if it is ahead of
+ * the copy and the watch has brought nothing for a while, the watch starts
+ * again (on another member). */
+#define WATCH_CHECK_MS 5000
+
+static void check_done(void *ctx, const struct httpc_result *res)
+{
+	struct cluster *cl = ctx;
+	struct etcd_range r;
+	struct etcd_error err;
+	uint64_t now = daemon_now_ms();
+
+	if (res->status != 200 || etcd_parse_range(res->body, res->body_len, &r, &err) != ETCD_OK)
+		return;
+	if (r.nkvs == 1 && (uint64_t)r.kvs[0].mod_revision > store_index(cl->st) && cl->watch_req &&
+	    now > cl->last_watch_ms + 3000) {
+		fprintf(stderr, "rollcall: cluster: the watch is silent while etcd is at %lld and the copy at %llu: "
+			"watching again\n", (long long)r.kvs[0].mod_revision, (unsigned long long)store_index(cl->st));
+		httpc_cancel(cl->hc, cl->watch_req);
+		cl->watch_req = NULL;
+		cl->cur = (cl->cur + 1) % cl->nurls;
+		cl->next_watch = now;
+		if (cl->state == CLUSTER_LIVE)
+			set_state(cl, CLUSTER_DEGRADED, "the etcd watch went silent");
+	}
+	etcd_range_free(&r);
+}
+
+static void watch_check(struct cluster *cl)
+{
+	struct jw w = { 0 };
+	char end[300];
+	size_t elen = etcd_prefix_end(cl->prefix, cl->plen, end), len;
+	char *body;
+
+	cl->next_check = daemon_now_ms() + WATCH_CHECK_MS;
+	jw_lit(&w, "{\"key\":\"");
+	etcd_b64_put(&w, cl->prefix, cl->plen);
+	jw_lit(&w, "\",\"range_end\":\"");
+	etcd_b64_put(&w, end, elen);
+	jw_lit(&w, "\",\"limit\":\"1\",\"sort_order\":\"DESCEND\",\"sort_target\":\"MOD\",\"keys_only\":true,"
+		   "\"serializable\":true}");
+	body = jw_finish(&w, &len);
+	if (body)
+		etcd_post(cl, "/v3/kv/range", body, len, false, READ_TIMEOUT_MS, check_done, cl, &cl->check_req);
+	free(body);
+}
+
 /* --- joining: lease, node key, secret, first copy, watch --- */
 
 static void join_next(struct cluster *cl);
@@ -858,8 +972,11 @@ static void join_failed(struct cluster *cl, const char *what, const struct httpc
 	struct etcd_error err;
 
 	etcd_parse_error(res->body, res->body_len, res->status, &err);
-	fprintf(stderr, "rollcall: cluster: joining: %s failed: %s\n", what,
-		res->status ? err.message : (res->error ? res->error : "no answer"));
+	if (!cl->leaving && daemon_now_ms() >= cl->next_join_log) { /* once, then every 10 s */
+		fprintf(stderr, "rollcall: cluster: joining: %s failed: %s\n", what,
+			res->status ? err.message : (res->error ? res->error : "no answer"));
+		cl->next_join_log = daemon_now_ms() + 10000;
+	}
 	cl->join_step = 0;
 	cl->next_join = daemon_now_ms() + RETRY_MS * 2;
 }
@@ -893,11 +1010,24 @@ static void load_done(void *ctx, const struct httpc_result *res)
 	size_t i;
 
 	if (res->status != 200 || etcd_parse_range(res->body, res->body_len, &r, &err) != ETCD_OK) {
+		if (cl->resyncing) { /* the watch tries again, and is told again */
+			cl->resyncing = false;
+			cl->next_watch = daemon_now_ms() + RETRY_MS;
+			return;
+		}
 		join_failed(cl, "reading the registry", res);
 		return;
 	}
 	sort_cl = cl;
 	qsort(r.kvs, r.nkvs, sizeof(r.kvs[0]), kv_cmp);
+	if (cl->resyncing) {
+		reconcile(cl, &r);
+		etcd_range_free(&r);
+		cl->resyncing = false;
+		if (!cl->watch_req)
+			start_watch(cl);
+		return;
+	}
 	if (!cl->loaded || r.h.revision > (int64_t)store_index(cl->st)) {
 		store_revision_begin(cl->st, (uint64_t)r.h.revision);
 		cl->applying = true;
@@ -914,12 +1044,119 @@ static void load_done(void *ctx, const struct httpc_result *res)
 	cl->join_step = 0;
 	if (!cl->watch_req)
 		start_watch(cl);
-	cl->last_renewed = daemon_now_ms();
-	cl->next_renew = cl->last_renewed + cl->cfg->node_ttl * 1000 / 3;
 	set_state(cl, CLUSTER_LIVE, "joined");
 }
 
 static void cleared_done(void *ctx, const struct httpc_result *res);
+
+/* Is key[0..n) among the range's kvs (sorted by kv_cmp: not by key)? The
+ * range's keys are put in a sorted array first: see reconcile(). */
+static int key_cmp(const void *a, const void *b)
+{
+	const struct etcd_kv *x = *(const struct etcd_kv *const *)a, *y = *(const struct etcd_kv *const *)b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->key, y->key, n);
+
+	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+static bool in_range(struct etcd_kv **sorted, size_t n, const char *key, size_t klen)
+{
+	struct etcd_kv probe, *pp = &probe;
+
+	probe.key = (char *)key;
+	probe.klen = klen;
+	return bsearch(&pp, sorted, n, sizeof(*sorted), key_cmp) != NULL;
+}
+
+/* The copy becomes what etcd holds at the range's revision: what is there
+ * is applied (as a load does), and what the copy has that etcd no longer
+ * has goes, all as changes at that one revision. */
+static void reconcile(struct cluster *cl, struct etcd_range *r)
+{
+	struct etcd_kv **sorted = malloc((r->nkvs ? r->nkvs : 1) * sizeof(*sorted));
+	struct store_session *page[256];
+	char after[STORE_ID_LEN + 1] = "", *k;
+	struct node *nd, *next;
+	bool more = true;
+	size_t i, kl;
+
+	if (!sorted) {
+		cl->next_watch = daemon_now_ms() + RETRY_MS; /* try it all again */
+		return;
+	}
+	for (i = 0; i < r->nkvs; i++)
+		sorted[i] = &r->kvs[i];
+	qsort(sorted, r->nkvs, sizeof(*sorted), key_cmp);
+	store_revision_begin(cl->st, (uint64_t)r->h.revision);
+	cl->applying = true;
+	for (nd = cl->nodes; nd; nd = next) { /* nodes gone */
+		next = nd->next;
+		kl = key_of(cl, 'n', nd->name, strlen(nd->name), NULL, 0, &k);
+		if (kl && !in_range(sorted, r->nkvs, k, kl))
+			node_delete(cl, nd->name, strlen(nd->name));
+		free(k);
+	}
+	while (more) { /* sessions gone, and what live ones no longer hold */
+		size_t n = store_session_page(cl->st, after[0] ? after : NULL, STORE_ID_LEN, 256, page, &more), j;
+		if (n)
+			memcpy(after, page[n - 1]->id, STORE_ID_LEN + 1);
+		for (j = 0; j < n; j++) {
+			struct store_session *s = page[j];
+			struct store_name *nm, *nn;
+			struct store_entry *e, *en;
+			kl = key_of(cl, 's', s->id, STORE_ID_LEN, NULL, 0, &k);
+			if (kl && !in_range(sorted, r->nkvs, k, kl)) {
+				free(k);
+				session_delete(cl, s->id, STORE_ID_LEN, NULL, 0);
+				continue;
+			}
+			free(k);
+			for (nm = s->names_head; nm; nm = nn) {
+				nn = nm->s_next;
+				kl = key_of(cl, 'k', nm->key, nm->klen, NULL, 0, &k);
+				if (kl && !in_range(sorted, r->nkvs, k, kl))
+					store_name_delete(cl->st, s, nm->key, nm->klen);
+				free(k);
+			}
+			for (e = s->props_head; e; e = en) {
+				en = e->s_next;
+				kl = key_of(cl, 'p', s->id, STORE_ID_LEN, e->key->key, e->key->klen, &k);
+				if (kl && !in_range(sorted, r->nkvs, k, kl))
+					store_prop_remove(cl->st, s, e->key->key, e->key->klen);
+				free(k);
+			}
+			for (e = s->groups_head; e; e = en) {
+				en = e->s_next;
+				kl = key_of(cl, 'g', s->id, STORE_ID_LEN, e->key->key, e->key->klen, &k);
+				if (kl && !in_range(sorted, r->nkvs, k, kl))
+					store_group_leave(cl->st, s, e->key->key, e->key->klen);
+				free(k);
+			}
+		}
+	}
+	for (i = 0; i < r->nkvs; i++) /* what is there: nodes, sessions, then entries in creation order */
+		apply_kv(cl, false, &r->kvs[i], NULL, 0);
+	cl->applying = false;
+	store_revision_end(cl->st);
+	free(sorted);
+	fprintf(stderr, "rollcall: cluster: the copy was read again at %lld\n", (long long)r->h.revision);
+}
+
+/* Reads everything under the prefix again (the watch lost its place). */
+static void resync(struct cluster *cl)
+{
+	char end[300];
+	size_t len, elen = etcd_prefix_end(cl->prefix, cl->plen, end);
+	char *body = etcd_range_body(cl->prefix, cl->plen, end, elen, 0, false, 0, &len);
+
+	cl->resyncing = true;
+	if (!body || !etcd_post(cl, "/v3/kv/range", body, len, false, 30000, load_done, cl, NULL)) {
+		cl->resyncing = false;
+		cl->next_watch = daemon_now_ms() + RETRY_MS;
+	}
+	free(body);
+}
 
 /* The node key is ours (new incarnation) and the secret known: read the registry. */
 static void node_done(void *ctx, const struct httpc_result *res)
@@ -937,7 +1174,7 @@ static void node_done(void *ctx, const struct httpc_result *res)
 	if (!t.succeeded) {
 		const struct etcd_kv *kv = t.nresp == 1 && t.resp[0].kind == ETCD_RESP_RANGE && t.resp[0].range.nkvs == 1
 						   ? &t.resp[0].range.kvs[0] : NULL;
-		if (cl->loaded && kv && kv->lease != cl->old_lease) {
+		if (cl->loaded && kv && !ours(cl, kv)) {
 			/* joining again, and the name is on someone else's lease */
 			etcd_txn_result_free(&t);
 			cl->taken_over = true;
@@ -980,8 +1217,6 @@ static void node_done(void *ctx, const struct httpc_result *res)
 		cl->join_step = 0;
 		if (!cl->watch_req && !cl->next_watch)
 			cl->next_watch = daemon_now_ms();
-		cl->last_renewed = daemon_now_ms();
-		cl->next_renew = cl->last_renewed + cl->cfg->node_ttl * 1000 / 3;
 		set_state(cl, CLUSTER_LIVE, "joined again");
 		return;
 	}
@@ -1014,11 +1249,19 @@ static void write_node_key(struct cluster *cl)
 	char *key, *skey, *val, *body;
 	size_t klen, sklen, vlen, len;
 
+	if (!cl->lease) { /* fenced meanwhile: a key without a lease would never go */
+		cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+
 	now_rfc3339(cl->me_shadow.since, sizeof(cl->me_shadow.since));
 	jw_lit(&v, "{\"url\":");
 	jw_str(&v, cl->cfg->advertise, strlen(cl->cfg->advertise));
 	jw_lit(&v, ",\"since\":\"");
 	jw_lit(&v, cl->me_shadow.since);
+	jw_lit(&v, "\",\"nonce\":\"");
+	jw_lit(&v, cl->nonce);
 	jw_lit(&v, "\"}");
 	val = jw_finish(&v, &vlen);
 	klen = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &key);
@@ -1114,7 +1357,8 @@ static void grant_done(void *ctx, const struct httpc_result *res)
 		return;
 	}
 	cl->lease = id;
-	cl->last_renewed = daemon_now_ms();
+	cl->last_renewed = cl->join_sent; /* the standing counts from the grant's asking */
+	cl->next_renew = cl->join_sent + renew_every(cl);
 	sklen = cl->plen + 6;
 	skey = malloc(sklen + 1);
 	if (!skey) {
@@ -1141,6 +1385,7 @@ static void join_next(struct cluster *cl)
 
 	cl->next_join = 0;
 	cl->join_step = 1;
+	cl->join_sent = daemon_now_ms();
 	if (!body || !etcd_post(cl, "/v3/lease/grant", body, len, true, WRITE_TIMEOUT_MS, grant_done, cl, &cl->join_req)) {
 		cl->join_step = 0;
 		cl->next_join = daemon_now_ms() + RETRY_MS;
@@ -1178,7 +1423,7 @@ static void renew_done(void *ctx, const struct httpc_result *res)
 	}
 	if (res->status == 200 && etcd_parse_lease(res->body, n, &h, &id, &ttl, NULL) == ETCD_OK && ttl > 0) {
 		cl->last_renewed = rn->sent;
-		cl->next_renew = rn->sent + cl->cfg->node_ttl * 1000 / 3;
+		cl->next_renew = rn->sent + renew_every(cl);
 		if (cl->state == CLUSTER_DEGRADED && cl->watch_req)
 			set_state(cl, CLUSTER_LIVE, "etcd answers again");
 	} else if (res->status == 200 && ttl <= 0) {
@@ -1232,27 +1477,33 @@ static void clean_done(void *ctx, const struct httpc_result *res)
 	struct cluster *cl = ctx;
 	struct etcd_txn_result t;
 	struct clean_item *it = cl->clean_busy, *next;
-	bool ok = txn_result(res, &t) == ETCD_OK;
+	bool answered = txn_result(res, &t) == ETCD_OK;
+	bool refused = !answered && res->status >= 400 && res->status < 500; /* etcd will not take it as it is */
+	bool single = it && !it->next;
 
 	cl->clean_req = NULL;
 	cl->clean_busy = NULL;
-	if (ok && (t.succeeded || (it && !it->next && it->solo))) { /* done, or a changed name: not ours */
-		etcd_txn_result_free(&t);
+	cl->next_clean = daemon_now_ms();
+	if ((answered && (t.succeeded || (single && it->solo))) || (refused && single)) {
+		/* done; or a name that changed hands (not ours to delete); or one
+		 * etcd refuses on its own (it never will take it) */
+		if (answered)
+			etcd_txn_result_free(&t);
 		clean_free(it);
-		cl->next_clean = daemon_now_ms();
 		return;
 	}
-	if (ok)
+	if (answered)
 		etcd_txn_result_free(&t);
-	for (; it; it = next) { /* back to the front of the queue */
+	for (; it; it = next) { /* back to the front of the queue: one by one if etcd answered */
 		next = it->next;
-		it->solo = ok;
+		it->solo = answered || refused;
 		it->next = cl->clean_head;
 		cl->clean_head = it;
 		if (!cl->clean_tail)
 			cl->clean_tail = it;
 	}
-	cl->next_clean = daemon_now_ms() + (ok ? 0 : RETRY_MS * 4);
+	if (!answered && !refused)
+		cl->next_clean = daemon_now_ms() + RETRY_MS * 4; /* etcd is away */
 }
 
 /* Sends the next batch of deletes. A name is deleted only if its value is
@@ -1264,10 +1515,18 @@ static void clean_step(struct cluster *cl)
 	size_t n = 0, len;
 	char *body;
 
+	size_t bytes = 0;
+
 	cl->next_clean = 0;
-	if (!cl->clean_head || cl->clean_req || cl->state != CLUSTER_LIVE)
+	if (!cl->clean_head || cl->clean_req)
 		return;
-	while ((it = cl->clean_head) && n < CLEAN_BATCH && !(n && it->solo)) {
+	if (cl->state != CLUSTER_LIVE) { /* again once etcd answers */
+		cl->next_clean = daemon_now_ms() + RETRY_MS;
+		return;
+	}
+	while ((it = cl->clean_head) && n < CLEAN_BATCH && !(n && it->solo) &&
+	       !(n && bytes + 2 * (it->klen + it->vlen) > BATCH_BYTES / 2)) {
+		bytes += 2 * (it->klen + it->vlen); /* base64, and the key twice */
 		if (it->value)
 			etcd_txn_cmp_value(&tx, it->key, it->klen, ETCD_EQUAL, it->value, it->vlen);
 		if (it->range) {
@@ -1337,6 +1596,11 @@ struct cluster *cluster_new(struct app *app, int epfd, int tag)
 		return NULL;
 	}
 	snprintf(cl->me_shadow.name, sizeof(cl->me_shadow.name), "%s", app->cfg->node);
+	{
+		unsigned char raw[8];
+		daemon_random(NULL, raw, sizeof(raw));
+		store_hex(raw, sizeof(raw), cl->nonce);
+	}
 	cl->me_shadow.url = strdup(app->cfg->advertise);
 	cl->me = &cl->me_shadow;
 	cl->state = CLUSTER_JOINING;
@@ -1365,6 +1629,7 @@ void cluster_free(struct cluster *cl)
 		ecall_done(ec, &none);
 	}
 	httpc_free(cl->hc);
+	expiring_free(cl);
 	for (nd = cl->nodes; nd; nd = next) {
 		next = nd->next;
 		if (nd != &cl->me_shadow) {
@@ -1403,6 +1668,10 @@ long cluster_timeout(struct cluster *cl, uint64_t now)
 	t = min_to(t, until(cl->next_join, now));
 	t = min_to(t, until(cl->next_watch, now));
 	t = min_to(t, until(cl->next_clean, now));
+	if (cl->expiring)
+		t = min_to(t, 200);
+	if (cl->loaded && cl->watch_req && !cl->check_req)
+		t = min_to(t, until(cl->next_check ? cl->next_check : now, now));
 	if (cl->lease && !cl->renew_req)
 		t = min_to(t, until(cl->next_renew, now));
 	if (cl->lease && cl->state != CLUSTER_FENCED) /* the standing's end */
@@ -1424,10 +1693,14 @@ void cluster_tick(struct cluster *cl, uint64_t now)
 		join_next(cl);
 	if (cl->loaded && cl->next_watch && now >= cl->next_watch && !cl->watch_req)
 		start_watch(cl);
-	if (cl->lease && cl->state != CLUSTER_FENCED && cl->join_step == 0 && !cl->renew_req && now >= cl->next_renew)
+	if (cl->lease && cl->state != CLUSTER_FENCED && !cl->renew_req && now >= cl->next_renew)
 		renew(cl);
 	if (cl->next_clean && now >= cl->next_clean)
 		clean_step(cl);
+	if (cl->expiring)
+		expire_retry(cl, now);
+	if (cl->loaded && cl->watch_req && !cl->check_req && now >= cl->next_check)
+		watch_check(cl);
 }
 
 static void leave_done(void *ctx, const struct httpc_result *res)
@@ -1479,12 +1752,17 @@ struct op {
 	int64_t krev;          /* a name's mod_revision, for an update or a take-over */
 	char prev_owner[STORE_ID_LEN + 1]; /* a take-over: the ended owner whose record goes too */
 	int tries;
+	uint64_t next_try;     /* an expiry tried again after this */
 	/* a broadcast's forwards: how many are out, and what they said */
 	size_t pending;
 	bool in_batch;         /* its write is in a batch (the batch frees it if the request is gone) */
 	struct clean_item *leftover; /* a session's names that did not fit its end's transaction */
 	uint64_t delivered;
 	struct jw full, unreachable;
+	/* a forward: where it went, whether a call, the cluster's list of them */
+	char home[65];
+	bool is_call, listed;
+	struct op *fprev, *fnext;
 	/* a forward's answer */
 	char *body, *ctype, *allow, *node, *wwwa;
 	size_t blen;
@@ -1524,6 +1802,7 @@ void cluster_request_done(struct http_request *req)
 	if (!op)
 		return;
 	req->cl_op = NULL;
+	forward_unlink(op);
 	if (op->hr) {
 		if (!etcd_cancel(op->cl, op->hr)) /* an etcd call, or a forward */
 			httpc_cancel(op->cl->hc, op->hr);
@@ -1609,6 +1888,10 @@ static void op_start(struct op *op, struct http_reply *rep)
 {
 	op->req->cl_op = op;
 	op_send(op);
+	if (op->done && !store_waiter_parked(&op->req->waiter)) { /* failed on the spot: answer now */
+		cluster_answer(op->req, rep);
+		return;
+	}
 	rep->suspend = true;
 }
 
@@ -1639,8 +1922,14 @@ static void end_ops(struct op *op, struct etcd_txn *tx, struct store_session *s,
 	char *k, end[600];
 	size_t n, elen, ops = 0;
 
-	if ((n = key_of(cl, 's', op->sid, STORE_ID_LEN, NULL, 0, &k)))
+	/* Only while the record is there: a retry after a lost answer must not
+	 * delete names that changed hands since (the record was gone then). */
+	if ((n = key_of(cl, 's', op->sid, STORE_ID_LEN, NULL, 0, &k))) {
+		etcd_txn_cmp(tx, k, n, ETCD_T_CREATE, ETCD_GREATER, 0);
 		etcd_txn_delete(tx, false, k, n, NULL, 0), ops++;
+	} else {
+		tx->cmp.oom = true; /* no transaction rather than an unguarded one */
+	}
 	free(k);
 	if (explicit) {
 		if ((n = key_of(cl, 'e', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &k)))
@@ -1797,7 +2086,6 @@ static void op_txn_done(void *ctx, const struct httpc_result *res)
 
 #define BATCH_MAX 64
 #define BATCH_INFLIGHT 2
-#define BATCH_BYTES (1000 * 1000) /* etcd takes 1.5 MiB a request; base64 is in there already */
 
 struct batch {
 	struct cluster *cl;
@@ -1959,6 +2247,8 @@ static void op_result(struct op *op, struct etcd_txn_result *t0, uint64_t rev)
 			op->status = -1; /* "decide after the wait" */
 			if (store_index_wait(cl->st, op->rev, daemon_now_ms() + APPLY_WAIT_MS, &op->req->waiter) == STORE_OK)
 				return;
+			op_fail(op, ERR_CLUSTER_UNAVAILABLE, "This node's copy could not catch up to decide; nothing was changed.");
+			return;
 		}
 		o = store_session_lookup(cl->st, sid, STORE_ID_LEN);
 		if (o) {
@@ -1994,6 +2284,14 @@ static bool op_decide(struct op *op, struct http_reply *rep)
 
 	if (op->status != -1)
 		return false;
+	if (store_index(op->cl->st) < op->rev) { /* the copy did not get there: a stale copy must not decide */
+		op->status = 0;
+		op->err = ERR_CLUSTER_UNAVAILABLE;
+		op->msg = "This node's copy could not catch up to decide; nothing was changed.";
+		op->rev = 0;
+		op->done = true;
+		return false;
+	}
 	o = store_session_lookup(op->cl->st, op->owner, STORE_ID_LEN);
 	if (o) {
 		op->status = 409;
@@ -2003,7 +2301,10 @@ static bool op_decide(struct op *op, struct http_reply *rep)
 	}
 	memcpy(op->prev_owner, op->owner, sizeof(op->prev_owner));
 	op->status = 201;
+	op->done = false;
 	op_send(op);
+	if (op->done && !store_waiter_parked(&op->req->waiter))
+		return false; /* failed on the spot: the caller answers it */
 	rep->suspend = true;
 	return true;
 }
@@ -2027,12 +2328,12 @@ void cluster_answer(struct http_request *req, struct http_reply *rep)
 
 	if (op->kind != OP_FORWARD && op_decide(op, rep))
 		return;
-	if (!op->done) { /* woken before the end (cannot happen; be safe) */
+	if (!op->done) { /* woken before the end: only by a shutdown */
+		if (req->wake == STORE_WAKE_SHUTDOWN) {
+			reply_error(rep, ERR_SHUTTING_DOWN, "The node is stopping; the write may or may not have been made.");
+			return;
+		}
 		rep->suspend = true;
-		return;
-	}
-	if (req->wake == STORE_WAKE_SHUTDOWN) {
-		reply_error(rep, ERR_SHUTTING_DOWN, NULL);
 		return;
 	}
 	if (op->kind == OP_FANOUT) {
@@ -2322,62 +2623,110 @@ void cluster_entry_delete(struct http_request *req, struct http_reply *rep, bool
 
 /* A home session's lease ran out: etcd ends it (the copy releases it when
  * the watch brings the delete). Not tied to a request. */
+static void expire_send(struct op *op);
+
+/* etcd took the end (or the record was gone already): done. No answer:
+ * the end waits on the cluster's list and is tried again, however long
+ * etcd is away, until it is taken or this node's standing ends (then every
+ * session of ours ends anyway). Meanwhile the session is not live here. */
 static void expire_done(void *ctx, const struct httpc_result *res)
 {
 	struct op *op = ctx;
+	struct cluster *cl = op->cl;
 	struct etcd_txn_result t;
+	uint64_t wait;
 
 	if (txn_result(res, &t) == ETCD_OK) {
 		if (t.succeeded) {
-			clean_append(op->cl, op->leftover);
+			clean_append(cl, op->leftover);
 			op->leftover = NULL;
 		}
 		etcd_txn_result_free(&t);
-	} else if (op->tries++ < MAX_TRIES && !op->cl->leaving) {
-		/* etcd is away: try again; meanwhile the session is not live here */
-		struct store_session *s = store_session_lookup(op->cl->st, op->sid, STORE_ID_LEN);
-		if (s && op->cl->state != CLUSTER_FENCED) {
-			struct etcd_txn tx = { 0 };
-			size_t len;
-			char *body;
-			clean_free(op->leftover);
-			op->leftover = NULL;
-			end_ops(op, &tx, s, false);
-			body = etcd_txn_finish(&tx, &len);
-			if (body && etcd_post(op->cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, expire_done, op, NULL)) {
-				free(body);
-				return;
-			}
-			free(body);
-		}
+		op_free(op);
+		return;
 	}
-	op_free(op);
+	if (cl->leaving) {
+		op_free(op);
+		return;
+	}
+	wait = (uint64_t)RETRY_MS << (op->tries < 4 ? op->tries : 4); /* 0.5 s up to 8 s */
+	op->tries++;
+	op->next_try = daemon_now_ms() + wait;
+	op->fnext = cl->expiring;
+	cl->expiring = op;
+}
+
+static void expire_send(struct op *op)
+{
+	struct cluster *cl = op->cl;
+	struct store_session *s = store_session_lookup(cl->st, op->sid, STORE_ID_LEN);
+	struct etcd_txn tx = { 0 };
+	size_t len;
+	char *body;
+
+	if (!s || !s->ending || cl->state == CLUSTER_FENCED || cl->leaving) { /* ended some other way */
+		op_free(op);
+		return;
+	}
+	clean_free(op->leftover);
+	op->leftover = NULL;
+	end_ops(op, &tx, s, false);
+	body = etcd_txn_finish(&tx, &len);
+	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, expire_done, op, NULL)) {
+		struct httpc_result none = { 0 };
+		none.body = "";
+		none.error = "out of memory";
+		free(body);
+		expire_done(op, &none); /* tried again later */
+		return;
+	}
+	free(body);
+}
+
+static void expiring_free(struct cluster *cl)
+{
+	while (cl->expiring) {
+		struct op *op = cl->expiring;
+		cl->expiring = op->fnext;
+		op_free(op);
+	}
+}
+
+/* The ends due again. */
+static void expire_retry(struct cluster *cl, uint64_t now)
+{
+	struct op **pp = &cl->expiring, *op;
+
+	while ((op = *pp)) {
+		if (op->next_try > now) {
+			pp = &op->fnext;
+			continue;
+		}
+		*pp = op->fnext;
+		op->fnext = NULL;
+		expire_send(op);
+	}
 }
 
 static void on_lease_due(void *ctx, struct store_session *s)
 {
 	struct cluster *cl = ctx;
 	struct op *op;
-	struct etcd_txn tx = { 0 };
-	size_t len;
-	char *body;
 
 	if (cl->state == CLUSTER_FENCED || cl->leaving)
 		return;
+	fprintf(stderr, "rollcall: info: session %s expired (ttl %u s), releasing %zu names, %zu props, %zu groups\n",
+		s->id, s->ttl, s->n_names, s->n_props, s->n_groups);
 	op = calloc(1, sizeof(*op));
-	if (!op)
+	if (!op) { /* the session stays ending here; fencing or a restart ends it */
+		fprintf(stderr, "rollcall: cluster: out of memory ending session %s\n", s->id);
 		return;
+	}
 	op->cl = cl;
 	op->kind = OP_SESSION_END;
 	op->expired = true;
 	memcpy(op->sid, s->id, sizeof(op->sid));
-	fprintf(stderr, "rollcall: info: session %s expired (ttl %u s), releasing %zu names, %zu props, %zu groups\n",
-		s->id, s->ttl, s->n_names, s->n_props, s->n_groups);
-	end_ops(op, &tx, s, false);
-	body = etcd_txn_finish(&tx, &len);
-	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, expire_done, op, NULL))
-		op_free(op);
-	free(body);
+	expire_send(op);
 }
 
 void cluster_lease_due(void *app, struct store_session *s)
@@ -2396,6 +2745,7 @@ static void forward_done(void *ctx, const struct httpc_result *res)
 	struct cluster *cl = op->cl;
 
 	op->hr = NULL;
+	forward_unlink(op);
 	if (!op->req) {
 		op_free(op);
 		return;
@@ -2403,7 +2753,11 @@ static void forward_done(void *ctx, const struct httpc_result *res)
 	if (res->status == 0) {
 		cl->forward_failures++;
 		op->kind = OP_CATCH_UP; /* answered as an error */
-		op_fail(op, ERR_NODE_UNREACHABLE, NULL);
+		if (op->is_call) /* the connection to the receiver's home broke, or it stopped answering */
+			op_fail(op, res->timed_out ? ERR_CALL_TIMEOUT : ERR_RECEIVER_GONE,
+				res->timed_out ? NULL : "The connection to the called session's node broke.");
+		else
+			op_fail(op, ERR_NODE_UNREACHABLE, NULL);
 		return;
 	}
 	op->status = res->status;
@@ -2422,22 +2776,103 @@ static void forward_done(void *ctx, const struct httpc_result *res)
 	op_finish(op);
 }
 
-/* Sends req as it came to the node at url, to be answered from there;
- * receiver: the session a send or call goes to there, or NULL. */
-static void forward(struct cluster *cl, struct http_request *req, struct http_reply *rep, const char *url,
+static void touch_done(void *ctx, const struct httpc_result *res)
+{
+	(void)ctx;
+	(void)res;
+}
+
+/* The deadline of a forward: a call's timeout_ms or a receive's wait
+ * (the node there answers at it), and some slack; else 15 s. */
+static unsigned forward_timeout(struct http_request *req, bool *is_call)
+{
+	const char *v;
+	size_t n;
+	uint64_t wait = 0;
+
+	*is_call = req->path_len == 8 && !memcmp(req->path, "/v1/call", 8);
+	if (*is_call) {
+		cJSON *root = cJSON_ParseWithLength(req->body, req->body_len);
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "timeout_ms");
+		double ms = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble <= 300000 ? t->valuedouble : 5000;
+		cJSON_Delete(root);
+		return (unsigned)ms + 3000;
+	}
+	if (uri_query_find(req->query, req->query_len, "wait", &v, &n)) {
+		struct http_reply scratch = { 0 };
+		if (!query_uint(req, &scratch, "wait", 0, &wait) || wait > 300)
+			wait = 0;
+		http_reply_clear(&scratch);
+	}
+	/* a write at the home may take etcd's 7 s, and 10 s more for its copy */
+	return (unsigned)wait * 1000 + (req->method == HTTP_GET || req->method == HTTP_HEAD ? 15000 : 30000);
+}
+
+static void forward_unlink(struct op *op)
+{
+	struct cluster *cl = op->cl;
+
+	if (!op->listed)
+		return;
+	if (op->fprev)
+		op->fprev->fnext = op->fnext;
+	else
+		cl->fwd = op->fnext;
+	if (op->fnext)
+		op->fnext->fprev = op->fprev;
+	op->fprev = op->fnext = NULL;
+	op->listed = false;
+}
+
+/* The node `home` is gone: forwards waiting on it end now (a call's
+ * receiver with it: receiver_gone), not at their deadline. */
+static void forwards_fail(struct cluster *cl, const char *home)
+{
+	struct op *op, *next;
+
+	for (op = cl->fwd; op; op = next) {
+		next = op->fnext;
+		if (strcmp(op->home, home))
+			continue;
+		forward_unlink(op);
+		if (op->hr)
+			httpc_cancel(cl->hc, op->hr);
+		op->hr = NULL;
+		cl->forward_failures++;
+		op->kind = OP_CATCH_UP; /* answered as an error */
+		op_fail(op, op->is_call ? ERR_RECEIVER_GONE : ERR_NODE_UNREACHABLE,
+			op->is_call ? "The called session's node was lost while the call waited." : NULL);
+	}
+}
+
+/* Sends req as it came to node nd, to be answered from there; receiver:
+ * the session a send or call goes to there, or NULL. */
+static void forward(struct cluster *cl, struct http_request *req, struct http_reply *rep, const struct node *nd,
 		    const char *receiver)
 {
+	const char *url = nd->url;
+
+	/* A node sent it here naming its receiver: it goes no further (a
+	 * request makes at most two hops: to its sender's home, then to its
+	 * receiver's; a wrong --advertise cannot make it loop). */
+	if (cluster_from_node(req) && req->receiver) {
+		reply_error(rep, ERR_NODE_UNREACHABLE, "The request was forwarded here, and its receiver lives elsewhere.");
+		return;
+	}
 	static const char *methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "GET" };
 	struct op *op = op_new(req, rep, OP_FORWARD);
 	struct httpc_opts o = { 0 };
 	char *full, tokh[300], secret[80], accept[300], auth[300], rcv[64];
 	const char *hdrs[7];
 	size_t nh = 0, n;
-	unsigned timeout = 15000;
-	const char *v;
+	unsigned timeout;
+	bool is_call;
 
 	if (!op)
 		return;
+	timeout = forward_timeout(req, &is_call);
+	op->is_call = is_call;
+	snprintf(op->home, sizeof(op->home), "%s", nd->name);
 	n = strlen(url) + req->path_len + (req->query ? req->query_len + 1 : 0) + 1;
 	full = malloc(n);
 	if (!full) {
@@ -2467,9 +2902,6 @@ static void forward(struct cluster *cl, struct http_request *req, struct http_re
 	}
 	hdrs[nh++] = "Content-Type: application/json";
 	hdrs[nh] = NULL;
-	/* waits there: a receive (wait up to 300 s) or a call (timeout_ms up to 300 s) */
-	if (uri_query_find(req->query, req->query_len, "wait", &v, &n) || (req->path_len == 8 && !memcmp(req->path, "/v1/call", 8)))
-		timeout = 315000;
 	o.method = methods[req->method];
 	o.url = full;
 	o.body = req->body_len ? req->body : NULL;
@@ -2488,19 +2920,24 @@ static void forward(struct cluster *cl, struct http_request *req, struct http_re
 		reply_error(rep, ERR_NO_MEMORY, NULL);
 		return;
 	}
+	op->listed = true;
+	op->fnext = cl->fwd;
+	if (cl->fwd)
+		cl->fwd->fprev = op;
+	cl->fwd = op;
 	rep->suspend = true;
 }
 
 void cluster_forward_to(struct http_request *req, struct http_reply *rep, const struct store_session *to)
 {
 	struct cluster *cl = req->app->cluster;
-	const char *url = to->home ? cluster_node_url(cl, to->home) : NULL;
+	struct node *nd = to->home ? node_find(cl, to->home, strlen(to->home)) : NULL;
 
-	if (!url) {
+	if (!nd || !nd->url) {
 		reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
 		return;
 	}
-	forward(cl, req, rep, url, to->id);
+	forward(cl, req, rep, nd, to->id);
 }
 
 bool cluster_from_node(const struct http_request *req)
@@ -2659,6 +3096,28 @@ void cluster_fanout(struct http_request *req, struct http_reply *rep, struct sto
 	rep->suspend = true;
 }
 
+/* A read here carried the token of a session homed on nd: a sign of life
+ * that its home must hear (a heartbeat sent on, its answer not awaited). */
+static void touch_home(struct cluster *cl, const struct node *nd, const struct store_session *s)
+{
+	char url[600], tok[80], secret[80];
+	const char *hdrs[] = { tok, secret, NULL };
+	struct httpc_opts o = { 0 };
+
+	if (!nd || !nd->url)
+		return;
+	snprintf(url, sizeof(url), "%s/v1/sessions/%s/heartbeat", nd->url, s->id);
+	snprintf(tok, sizeof(tok), "X-Session-Token: %s", s->token);
+	snprintf(secret, sizeof(secret), "X-Rollcall-Forward: %s", cl->secret);
+	o.method = "POST";
+	o.url = url;
+	o.headers = hdrs;
+	o.timeout_ms = 5000;
+	o.on_done = touch_done;
+	o.ctx = cl;
+	httpc_start(cl->hc, &o);
+}
+
 /* The node's copy may lag: learn etcd's current revision, wait for it. */
 static void catch_up_done(void *ctx, const struct httpc_result *res)
 {
@@ -2671,11 +3130,14 @@ static void catch_up_done(void *ctx, const struct httpc_result *res)
 		op_free(op);
 		return;
 	}
-	if (res->status == 200 && etcd_parse_range(res->body, res->body_len, &r, &err) == ETCD_OK) {
-		op->rev = (uint64_t)r.h.revision;
-		etcd_range_free(&r);
+	if (res->status != 200 || etcd_parse_range(res->body, res->body_len, &r, &err) != ETCD_OK) {
+		/* without etcd's word, "unknown" or "beyond" cannot be said */
+		op_fail(op, ERR_CLUSTER_UNAVAILABLE, "etcd could not be asked how far the registry is; try again.");
+		return;
 	}
-	op->status = 200; /* whatever etcd said, go on with what the copy has */
+	op->rev = (uint64_t)r.h.revision;
+	etcd_range_free(&r);
+	op->status = 200;
 	op_finish(op);
 }
 
@@ -2771,6 +3233,10 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 		if (op->kind == OP_CATCH_UP) { /* caught up: route again */
 			req->etcd_rev = op->rev;
 			cluster_request_done(req);
+			if (store_index(cl->st) < req->etcd_rev) { /* the copy did not get there in 10 s */
+				reply_error(rep, ERR_CLUSTER_UNAVAILABLE, "This node's copy is behind etcd; try again.");
+				return false;
+			}
 		} else {
 			return true; /* a write of the handler's, resumed */
 		}
@@ -2823,7 +3289,7 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 	if (req->path_len > 12 && !memcmp(req->path, "/v1/replies/", 12)) {
 		struct node *nd = node_of_call(cl, req->param, req->param_len);
 		if (nd && nd != cl->me && nd->url) {
-			forward(cl, req, rep, nd->url, NULL);
+			forward(cl, req, rep, nd, NULL);
 			return false;
 		}
 		if (nd == cl->me)
@@ -2837,26 +3303,28 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 		struct node *nd;
 		if (uri_decode(v, n, true, name, sizeof(name), &nlen) && (nd = node_find(cl, name, nlen)) && nd != cl->me &&
 		    nd->url) {
-			forward(cl, req, rep, nd->url, NULL);
+			forward(cl, req, rep, nd, NULL);
 			return false;
 		}
 	}
 	if (req->token) {
-		struct hmap_node *hn;
-		(void)hn;
+		bool read = req->method == HTTP_GET || req->method == HTTP_HEAD;
 		s = store_session_by_token(cl->st, req->now, req->token, strlen(req->token));
-		if (!s && !req->caught_up && !req->wake && !woke) {
+		if (!s && !read && !req->caught_up && !req->wake && !woke) {
 			catch_up(cl, req, rep);
 			return false;
 		}
 		if (s && s->remote) {
-			const char *url = cluster_node_url(cl, s->home);
-			if (!url) {
+			struct node *nd = node_find(cl, s->home, strlen(s->home));
+			if (read) { /* a read is served here; the home hears the sign of life */
+				touch_home(cl, nd, s);
+			} else if (!nd || !nd->url) {
 				reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
 				return false;
+			} else { /* a write acts for the session: its home does it */
+				forward(cl, req, rep, nd, NULL);
+				return false;
 			}
-			forward(cl, req, rep, url, NULL);
-			return false;
 		}
 	}
 	if (session_path) {
@@ -2866,12 +3334,12 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 			return false;
 		}
 		if (s && s->remote) {
-			const char *url = cluster_node_url(cl, s->home);
-			if (!url) {
+			struct node *nd = node_find(cl, s->home, strlen(s->home));
+			if (!nd || !nd->url) {
 				reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
 				return false;
 			}
-			forward(cl, req, rep, url, NULL);
+			forward(cl, req, rep, nd, NULL);
 			return false;
 		}
 	}
@@ -2941,4 +3409,18 @@ char *cluster_end_txn(struct cluster *cl, const struct store_session *s, bool de
 		(*leftover)++;
 	clean_free(op.leftover);
 	return etcd_txn_finish(&tx, len);
+}
+
+bool cluster_reconcile_range(struct cluster *cl, const char *body, size_t len)
+{
+	struct etcd_range r;
+	struct etcd_error err;
+
+	if (etcd_parse_range(body, len, &r, &err) != ETCD_OK)
+		return false;
+	sort_cl = cl;
+	qsort(r.kvs, r.nkvs, sizeof(r.kvs[0]), kv_cmp);
+	reconcile(cl, &r);
+	etcd_range_free(&r);
+	return true;
 }

@@ -111,6 +111,9 @@ const char *cluster_node_url(const struct cluster *cl, const char *name);
 bool cluster_apply_watch_line(struct cluster *cl, const char *line, size_t len);
 char *cluster_end_txn(struct cluster *cl, const struct store_session *s, bool deleted, size_t *len,
 		      size_t *leftover);
+/* ... and a range answer of the whole prefix brought into the copy, as
+ * after the watch lost its place (compaction). False on a bad answer. */
+bool cluster_reconcile_range(struct cluster *cl, const char *body, size_t len);
 
 struct cluster_stats {
 	const char *state;

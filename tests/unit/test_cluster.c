@@ -467,6 +467,97 @@ static void test_an_explicit_end_writes_the_marker(void **state)
 	free(body);
 }
 
+/* A range answer: kvs of (key, value), created at crev[i], at revision rev. */
+static char *range_answer(int64_t rev, const char *const *kv, const int64_t *crev, size_t n, size_t *len)
+{
+	struct jw w = { 0 };
+	size_t i;
+
+	jw_lit(&w, "{\"header\":{\"revision\":\"");
+	jw_u64(&w, (uint64_t)rev);
+	jw_lit(&w, "\"},\"kvs\":[");
+	for (i = 0; i < n; i++) {
+		if (i)
+			jw_lit(&w, ",");
+		jw_lit(&w, "{\"key\":\"");
+		etcd_b64_put(&w, kv[2 * i], strlen(kv[2 * i]));
+		jw_lit(&w, "\",\"create_revision\":\"");
+		jw_u64(&w, (uint64_t)crev[i]);
+		jw_lit(&w, "\",\"mod_revision\":\"");
+		jw_u64(&w, (uint64_t)crev[i]);
+		jw_lit(&w, "\",\"value\":\"");
+		etcd_b64_put(&w, kv[2 * i + 1], strlen(kv[2 * i + 1]));
+		jw_lit(&w, "\"}");
+	}
+	jw_lit(&w, "]}");
+	return jw_finish(&w, len);
+}
+
+/* After compaction the copy is read again: what etcd no longer has goes,
+ * what it has comes, at one revision, and what did not change makes no
+ * event. */
+static void test_reading_again_brings_the_copy_to_etcd(void **state)
+{
+	struct fx *f = *state;
+	char rec1[256], rec2[256], *body;
+	const char *kv[10];
+	uint64_t seq;
+	size_t len;
+	int added = 0, removed = 0, other = 0;
+
+	node2_session(f);
+	put(f, P "k/a", "{\"s\":\"00000000000000a1\",\"v\":1}", 7);
+	put(f, P "k/b", "{\"s\":\"00000000000000a1\",\"v\":2}", 8);
+	put(f, P "p/00000000000000a1/color", "\"red\"", 9);
+	session_record(rec1, sizeof(rec1), "n2", 5, TOK1);
+	session_record(rec2, sizeof(rec2), "n2", 5, TOK2);
+	kv[0] = P "n/n2", kv[1] = NODE2;
+	kv[2] = P "s/00000000000000a1", kv[3] = rec1;
+	kv[4] = P "k/a", kv[5] = "{\"s\":\"00000000000000a1\",\"v\":1}";
+	kv[6] = P "s/00000000000000b2", kv[7] = rec2;
+	kv[8] = P "k/c", kv[9] = "{\"s\":\"00000000000000b2\",\"v\":3}";
+	{
+		static const int64_t crev[] = { 5, 6, 7, 20, 21 };
+		body = range_answer(40, kv, crev, 5, &len);
+	}
+	assert_non_null(body);
+	assert_true(cluster_reconcile_range(f->app.cluster, body, len));
+	free(body);
+	assert_non_null(store_name_get(f->app.store, "a", 1));
+	assert_null(store_name_get(f->app.store, "b", 1));
+	assert_null(store_prop_get(f->app.store, "color", 5));
+	assert_non_null(store_name_get(f->app.store, "c", 1));
+	assert_int_equal(store_session_count(f->app.store), 2);
+	assert_int_equal(store_index(f->app.store), 40);
+	for (seq = store_event_seek(f->app.store, 9); seq < store_event_end(f->app.store); seq++) {
+		const struct store_event *e = store_event_get(f->app.store, seq);
+		assert_int_equal(e->index, 40);
+		if (e->type == STORE_EV_SESSION_CREATED || e->type == STORE_EV_NAME_REGISTERED)
+			added++;
+		else if (e->type == STORE_EV_NAME_UNREGISTERED || e->type == STORE_EV_PROP_REMOVED)
+			removed++;
+		else
+			other++;
+	}
+	assert_int_equal(added, 2);   /* session b2 and its name c */
+	assert_int_equal(removed, 2); /* name b and the property */
+	assert_int_equal(other, 0);   /* nothing said of what did not change */
+}
+
+/* A name's value is kept byte for byte (a print of a parse would change
+ * it, and a compare on it would then miss). */
+static void test_a_name_value_keeps_its_bytes(void **state)
+{
+	struct fx *f = *state;
+	struct store_name *nm;
+
+	node2_session(f);
+	put(f, P "k/f", "{\"s\":\"00000000000000a1\",\"v\":[1.0,\"\\u00e9\",12345678901234567890]}", 7);
+	nm = store_name_get(f->app.store, "f", 1);
+	assert_non_null(nm);
+	assert_string_equal(nm->value, "[1.0,\"\\u00e9\",12345678901234567890]");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -488,6 +579,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_release_of_more_names_than_a_transaction_holds_is_atomic, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_an_explicit_end_writes_the_marker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reading_again_brings_the_copy_to_etcd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_name_value_keeps_its_bytes, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
