@@ -120,6 +120,7 @@ struct cluster {
 	struct op *fwd;           /* forwards waiting on other nodes */
 	struct op *expiring;      /* ends of our sessions etcd has not taken yet (fnext links) */
 	size_t batches_out;
+	uint64_t batch_last_sent; /* when the latest batch went */
 	uint64_t etcd_requests, etcd_failures, forwards, forward_failures;
 	double rtt_ms;
 };
@@ -342,6 +343,7 @@ static void forwards_fail(struct cluster *cl, const char *home);
 struct op;
 static void forward_unlink(struct op *op);
 static void expire_retry(struct cluster *cl, uint64_t now);
+static void batch_flush(struct cluster *cl);
 static void expiring_free(struct cluster *cl);
 
 /* A session record's fields. */
@@ -1431,7 +1433,7 @@ static void renew_done(void *ctx, const struct httpc_result *res)
 	} else {
 		if (cl->state == CLUSTER_LIVE)
 			set_state(cl, CLUSTER_DEGRADED, "renewing the node's lease failed");
-		cl->next_renew = daemon_now_ms() + RETRY_MS;
+		cl->next_renew = daemon_now_ms() + 200; /* soon, and to another member */
 	}
 	free(rn);
 }
@@ -1451,7 +1453,10 @@ static void renew(struct cluster *cl)
 	rn->cl = cl;
 	rn->sent = daemon_now_ms();
 	rn->lease = cl->lease;
-	if (!etcd_post(cl, "/v3/lease/keepalive", body, len, true, 2000, renew_done, rn, &cl->renew_req))
+	/* a member that has lost its leader may hold a keepalive for seconds:
+	 * give up on it early and ask another, several times within the ttl */
+	if (!etcd_post(cl, "/v3/lease/keepalive", body, len, true, (unsigned)renew_every(cl), renew_done, rn,
+		       &cl->renew_req))
 		free(rn);
 	free(body);
 }
@@ -1670,6 +1675,8 @@ long cluster_timeout(struct cluster *cl, uint64_t now)
 	t = min_to(t, until(cl->next_clean, now));
 	if (cl->expiring)
 		t = min_to(t, 200);
+	if (cl->open_batch)
+		t = min_to(t, 100);
 	if (cl->loaded && cl->watch_req && !cl->check_req)
 		t = min_to(t, until(cl->next_check ? cl->next_check : now, now));
 	if (cl->lease && !cl->renew_req)
@@ -1699,6 +1706,8 @@ void cluster_tick(struct cluster *cl, uint64_t now)
 		clean_step(cl);
 	if (cl->expiring)
 		expire_retry(cl, now);
+	if (cl->open_batch)
+		batch_flush(cl);
 	if (cl->loaded && cl->watch_req && !cl->check_req && now >= cl->next_check)
 		watch_check(cl);
 }
@@ -2134,6 +2143,17 @@ static void batch_done(void *ctx, const struct httpc_result *res)
 	batch_flush(cl);
 }
 
+/* Room for another batch: fewer than BATCH_INFLIGHT out; or the latest
+ * has been out a second (a member that lost its leader holds writes for
+ * 7 s: new ones must not queue behind them), up to BATCH_MAX_OUT. */
+#define BATCH_MAX_OUT 8
+
+static bool batch_room(const struct cluster *cl)
+{
+	return cl->batches_out < BATCH_INFLIGHT ||
+	       (cl->batches_out < BATCH_MAX_OUT && daemon_now_ms() >= cl->batch_last_sent + 1000);
+}
+
 /* Sends the open batch when there is room in flight. */
 static void batch_flush(struct cluster *cl)
 {
@@ -2141,12 +2161,13 @@ static void batch_flush(struct cluster *cl)
 	size_t len, i;
 	char *body;
 
-	if (!b || cl->batches_out >= BATCH_INFLIGHT)
+	if (!b || !batch_room(cl))
 		return;
 	cl->open_batch = NULL;
 	body = etcd_txn_finish(&b->tx, &len);
 	if (body && etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, batch_done, b, NULL)) {
 		cl->batches_out++;
+		cl->batch_last_sent = daemon_now_ms();
 		free(body);
 		return;
 	}
@@ -2171,7 +2192,7 @@ static void batch_add(struct cluster *cl, struct op *op, const char *txn, size_t
 			break;
 	if (b && (b->n == BATCH_MAX || i < b->n || b->bytes + len > BATCH_BYTES)) {
 		/* full, or the key is in it: it goes as it is */
-		if (cl->batches_out >= BATCH_INFLIGHT) { /* nowhere to go yet: this op waits alone */
+		if (!batch_room(cl)) { /* nowhere to go yet: this op waits alone */
 			if (!etcd_post(cl, "/v3/kv/txn", txn, len, true, WRITE_TIMEOUT_MS, op_txn_done, op, &op->hr))
 				op_fail(op, ERR_NO_MEMORY, NULL);
 			return;
