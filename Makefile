@@ -22,7 +22,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
 
-.PHONY: all run test unit e2e asan bench soak cluster cluster-test fuzz deps clean
+.PHONY: all run test unit e2e asan bench bench-cluster soak cluster cluster-test fuzz deps clean
 
 all: $(BUILD)/rollcall
 
@@ -79,6 +79,16 @@ asan: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	sh tests/bench/run.sh $(BUILD)/rollcall
+
+# The cluster benchmark (tests/bench/cluster.sh): a 3-member etcd and 3 nodes
+# on this machine; GET and heartbeat on a node against a single node,
+# registrations against etcd's own rate for their transaction, how long a
+# killed node's names outlive it, and the pause in writes when the etcd
+# leader is killed. About 2 minutes with BENCH_SECONDS=10 (the default).
+bench-cluster: deps
+	@sh scripts/install-deps.sh wrk
+	@$(MAKE) --no-print-directory all
+	sh tests/bench/cluster.sh $(BUILD)/rollcall
 
 # libFuzzer over the router and the handlers (tests/fuzz/README): every
 # object built again by clang with the fuzzer and the sanitizers into
