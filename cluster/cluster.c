@@ -37,31 +37,6 @@
 uint64_t daemon_now_ms(void);
 void daemon_random(void *ctx, void *buf, size_t len);
 
-/* A NUL-terminated copy of s[0..n), or NULL. */
-static char *store_dup(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-
-	if (d) {
-		memcpy(d, s, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
-/* b[0..n) as 2n lowercase hex digits and a NUL. */
-static void store_hex(const unsigned char *b, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = hx[b[i] >> 4];
-		out[2 * i + 1] = hx[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 struct node {
 	char name[65];
 	char *url;
@@ -1600,6 +1575,7 @@ struct cluster *cluster_new(struct app *app, int epfd, int tag)
 		cluster_free(cl);
 		return NULL;
 	}
+	cl->cur = cluster_call_tag(app->cfg->node) % cl->nurls; /* nodes spread over the members */
 	snprintf(cl->me_shadow.name, sizeof(cl->me_shadow.name), "%s", app->cfg->node);
 	{
 		unsigned char raw[8];
@@ -1860,8 +1836,9 @@ static void op_unavailable(struct op *op, const struct httpc_result *res)
 		op_fail(op, ERR_CLUSTER_UNAVAILABLE, "etcd did not answer in time: the write may or may not have been made; read to know.");
 	else
 		op_fail(op, ERR_CLUSTER_UNAVAILABLE, NULL);
-	if (op->cl->state == CLUSTER_LIVE && (res->status == 0 || res->status >= 500))
-		set_state(op->cl, CLUSTER_DEGRADED, "a write to etcd failed");
+	/* One write's failure does not make the node degraded: a write held
+	 * by a member that lost its leader fails seconds after etcd is back.
+	 * The renewals and the watch say what etcd's state is. */
 }
 
 static void op_send(struct op *op);

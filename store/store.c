@@ -151,6 +151,36 @@ static bool ttl_ok(const struct store *st, unsigned ttl)
 	return ttl >= 1 && ttl <= st->cfg.max_ttl;
 }
 
+/* Makes s (id, token, ttl set) known: listed, found by id and token, its
+ * lease counting down from now when lease is set; emits session_created.
+ * STORE_CREATED with *out, or STORE_E_NOMEM with s freed. */
+static enum store_rc link_session(struct store *st, uint64_t now, struct store_session *s, bool lease,
+				  struct store_session **out)
+{
+	s->lease.kind = TK_LEASE;
+	s->lease.idx = TIMER_IDLE;
+	s->lease.deadline = now + (uint64_t)s->ttl * 1000;
+	if (skiplist_insert(&st->sessions_sorted, s->id, STORE_ID_LEN, s))
+		goto nomem;
+	if (lease && timer_heap_add(&st->timers, &s->lease)) {
+		skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
+		goto nomem;
+	}
+	s->by_id.key = s->id;
+	s->by_id.klen = STORE_ID_LEN;
+	hmap_put(&st->sessions_by_id, &s->by_id);
+	s->by_token.key = s->token;
+	s->by_token.klen = STORE_TOKEN_LEN;
+	hmap_put(&st->sessions_by_token, &s->by_token);
+	store_emit(st, STORE_EV_SESSION_CREATED, s, NULL, 0, NULL, 0);
+	*out = s;
+	return STORE_CREATED;
+nomem:
+	free(s->label);
+	free(s);
+	return STORE_E_NOMEM;
+}
+
 enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 				   const char *label, size_t label_len,
 				   struct store_session **out)
@@ -185,27 +215,7 @@ enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 		store_hex(raw, 16, s->token);
 	} while (hmap_get(&st->sessions_by_token, s->token, STORE_TOKEN_LEN));
 	s->ttl = ttl;
-	s->lease.kind = TK_LEASE;
-	s->lease.deadline = now + (uint64_t)ttl * 1000;
-	if (skiplist_insert(&st->sessions_sorted, s->id, STORE_ID_LEN, s))
-		goto nomem;
-	if (timer_heap_add(&st->timers, &s->lease)) {
-		skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
-		goto nomem;
-	}
-	s->by_id.key = s->id;
-	s->by_id.klen = STORE_ID_LEN;
-	hmap_put(&st->sessions_by_id, &s->by_id);
-	s->by_token.key = s->token;
-	s->by_token.klen = STORE_TOKEN_LEN;
-	hmap_put(&st->sessions_by_token, &s->by_token);
-	store_emit(st, STORE_EV_SESSION_CREATED, s, NULL, 0, NULL, 0);
-	*out = s;
-	return STORE_CREATED;
-nomem:
-	free(s->label);
-	free(s);
-	return STORE_E_NOMEM;
+	return link_session(st, now, s, true, out);
 }
 
 static void unlink_name(struct store *st, struct store_name *n)
@@ -334,28 +344,7 @@ enum store_rc store_session_insert(struct store *st, uint64_t now, const char *i
 	s->ttl = ttl;
 	s->home = home;
 	s->remote = remote;
-	s->lease.kind = TK_LEASE;
-	s->lease.idx = TIMER_IDLE;
-	s->lease.deadline = now + (uint64_t)ttl * 1000;
-	if (skiplist_insert(&st->sessions_sorted, s->id, STORE_ID_LEN, s))
-		goto nomem;
-	if (!remote && timer_heap_add(&st->timers, &s->lease)) {
-		skiplist_remove(&st->sessions_sorted, s->id, STORE_ID_LEN);
-		goto nomem;
-	}
-	s->by_id.key = s->id;
-	s->by_id.klen = STORE_ID_LEN;
-	hmap_put(&st->sessions_by_id, &s->by_id);
-	s->by_token.key = s->token;
-	s->by_token.klen = STORE_TOKEN_LEN;
-	hmap_put(&st->sessions_by_token, &s->by_token);
-	store_emit(st, STORE_EV_SESSION_CREATED, s, NULL, 0, NULL, 0);
-	*out = s;
-	return STORE_CREATED;
-nomem:
-	free(s->label);
-	free(s);
-	return STORE_E_NOMEM;
+	return link_session(st, now, s, !remote, out);
 }
 
 struct store_session *store_session_find(struct store *st, uint64_t now, const char *id, size_t len)

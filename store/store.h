@@ -224,6 +224,12 @@ struct store_config {
 
 struct store;
 
+/* Small helpers the store's neighbours use too: a NUL-terminated copy of
+ * s[0..n) (malloc'd, or NULL), and b[0..n) as 2n lowercase hex digits and
+ * a NUL written to out. */
+char *store_dup(const char *s, size_t n);
+void store_hex(const unsigned char *b, size_t n, char *out);
+
 /* A new empty store, or NULL when out of memory. The config is copied. */
 struct store *store_new(const struct store_config *cfg);
 

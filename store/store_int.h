@@ -62,11 +62,6 @@ void store_events_free(struct store *st);
 void store_event_unwatch(struct store *st, struct store_waiter *w);
 struct ring_event;
 
-/* A NUL-terminated copy of s[0..n) (malloc'd), or NULL. */
-char *store_dup(const char *s, size_t n);
-
-/* Writes b[0..n) as 2n lowercase hex digits and a NUL into out. */
-void store_hex(const unsigned char *b, size_t n, char *out);
 
 /* The latest time seen moves forward to now (never back). */
 void store_clock(struct store *st, uint64_t now);
