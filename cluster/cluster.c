@@ -26,7 +26,7 @@
 #include "etcd.h"
 #include "httpc.h"
 
-#define WRITE_TIMEOUT_MS 9000    /* above etcd's 7 s request timeout */
+#define WRITE_TIMEOUT_MS 8000    /* above etcd's 7 s request timeout, under api.md's 10 s */
 #define READ_TIMEOUT_MS 5000
 #define APPLY_WAIT_MS 10000      /* a write's answer waits this long for the copy at most */
 #define RETRY_MS 500             /* joining, the watch: again after this */
@@ -74,6 +74,7 @@ struct cluster {
 	bool leaving;
 	bool taken_over;     /* another process took our name: never join again */
 	bool applying;       /* a revision is being applied to the store */
+	bool renew_failing;  /* the latest renewal failed: etcd is away or leaderless */
 	bool resyncing;      /* reading everything again after the watch lost its place */
 	int64_t lease;       /* the node's lease, 0 while it has none */
 	char nonce[17];      /* this process's, in its node key: a key of our name with it is ours */
@@ -1400,6 +1401,7 @@ static void renew_done(void *ctx, const struct httpc_result *res)
 	}
 	if (res->status == 200 && etcd_parse_lease(res->body, n, &h, &id, &ttl, NULL) == ETCD_OK && ttl > 0) {
 		cl->last_renewed = rn->sent;
+		cl->renew_failing = false;
 		cl->next_renew = rn->sent + renew_every(cl);
 		if (cl->state == CLUSTER_DEGRADED && cl->watch_req)
 			set_state(cl, CLUSTER_LIVE, "etcd answers again");
@@ -1408,6 +1410,7 @@ static void renew_done(void *ctx, const struct httpc_result *res)
 	} else {
 		if (cl->state == CLUSTER_LIVE)
 			set_state(cl, CLUSTER_DEGRADED, "renewing the node's lease failed");
+		cl->renew_failing = true;
 		cl->next_renew = daemon_now_ms() + 200; /* soon, and to another member */
 	}
 	free(rn);
@@ -1741,6 +1744,7 @@ struct op {
 	/* a broadcast's forwards: how many are out, and what they said */
 	size_t pending;
 	bool in_batch;         /* its write is in a batch (the batch frees it if the request is gone) */
+	bool batched;          /* its write goes in a batch (built without the node's compare) */
 	struct clean_item *leftover; /* a session's names that did not fit its end's transaction */
 	uint64_t delivered;
 	struct jw full, unreachable;
@@ -1846,13 +1850,17 @@ static void op_txn_done(void *ctx, const struct httpc_result *res);
 static void op_result(struct op *op, struct etcd_txn_result *t, uint64_t rev);
 static void batch_add(struct cluster *cl, struct op *op, const char *txn, size_t len, const char *key);
 static void batch_flush(struct cluster *cl);
+static void batch_send(struct cluster *cl);
 
 static struct op *op_new(struct http_request *req, struct http_reply *rep, enum op_kind kind)
 {
 	struct cluster *cl = req->app->cluster;
 	struct op *op;
 
-	if (cl->state != CLUSTER_LIVE && kind != OP_FORWARD && kind != OP_CATCH_UP) {
+	/* Degraded only for want of its watch, a node still writes; etcd known
+	 * away (its last renewal failed), a write is refused at once. */
+	if ((cl->state == CLUSTER_JOINING || cl->state == CLUSTER_FENCED ||
+	     (cl->state == CLUSTER_DEGRADED && cl->renew_failing)) && kind != OP_FORWARD && kind != OP_CATCH_UP) {
 		reply_error(rep, ERR_CLUSTER_UNAVAILABLE,
 			    cl->state == CLUSTER_DEGRADED ? "etcd cannot be reached or has no leader; nothing was changed."
 							  : "This node is not part of the cluster at the moment; nothing was changed.");
@@ -1891,7 +1899,11 @@ static void guard(struct op *op, struct etcd_txn *tx, const char *sid)
 
 	if (n)
 		etcd_txn_cmp(tx, k, n, ETCD_T_CREATE, ETCD_GREATER, 0);
+	else
+		tx->cmp.oom = true; /* no transaction rather than an unguarded one */
 	free(k);
+	if (op->batched) /* the batch compares the node's incarnation once for all */
+		return;
 	n = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &k);
 	if (n)
 		etcd_txn_cmp(tx, k, n, ETCD_T_CREATE, ETCD_EQUAL, cl->my_crev);
@@ -1960,6 +1972,9 @@ static void op_send(struct op *op)
 	size_t n, vl, len;
 	struct jw w = { 0 };
 
+	/* Writes share batches; a session's end (up to 128 operations) and a
+	 * take-over (which deletes another key too) go alone. */
+	op->batched = op->kind != OP_SESSION_END && !(op->kind == OP_NAME_PUT && op->prev_owner[0]);
 	switch (op->kind) {
 	case OP_SESSION_TTL:
 	case OP_SESSION_CREATE:
@@ -1985,7 +2000,7 @@ static void op_send(struct op *op)
 			char *nk;
 			size_t nn = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &nk);
 			etcd_txn_cmp(&tx, k, n, ETCD_T_CREATE, ETCD_EQUAL, 0);
-			if (nn)
+			if (nn && !op->batched)
 				etcd_txn_cmp(&tx, nk, nn, ETCD_T_CREATE, ETCD_EQUAL, cl->my_crev);
 			free(nk);
 			etcd_txn_put(&tx, false, k, n, v, vl, 0, false);
@@ -2037,8 +2052,7 @@ static void op_send(struct op *op)
 		break;
 	}
 	body = etcd_txn_finish(&tx, &len);
-	/* a take-over deletes another key too: it goes alone */
-	if (body && op->kind != OP_SESSION_END && k && !(op->kind == OP_NAME_PUT && op->prev_owner[0])) {
+	if (body && op->batched && k) {
 		batch_add(cl, op, body, len, k);
 	} else if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, op_txn_done, op, &op->hr)) {
 		op_fail(op, ERR_NO_MEMORY, NULL);
@@ -2106,6 +2120,8 @@ static void batch_done(void *ctx, const struct httpc_result *res)
 		op->in_batch = false;
 		if (!op->req) {
 			op_free(op);
+		} else if (parsed && !t.succeeded) { /* the node's own compare failed */
+			op_fail(op, ERR_CLUSTER_UNAVAILABLE, "This node lost its standing in the cluster; nothing was changed.");
 		} else if (!ok) {
 			op_unavailable(op, res);
 		} else if (t.resp[i].kind != ETCD_RESP_TXN || !t.resp[i].txn) {
@@ -2134,11 +2150,18 @@ static bool batch_room(const struct cluster *cl)
 /* Sends the open batch when there is room in flight. */
 static void batch_flush(struct cluster *cl)
 {
+	if (cl->open_batch && batch_room(cl))
+		batch_send(cl);
+}
+
+/* Sends the open batch. */
+static void batch_send(struct cluster *cl)
+{
 	struct batch *b = cl->open_batch;
 	size_t len, i;
 	char *body;
 
-	if (!b || !batch_room(cl))
+	if (!b)
 		return;
 	cl->open_batch = NULL;
 	body = etcd_txn_finish(&b->tx, &len);
@@ -2168,21 +2191,23 @@ static void batch_add(struct cluster *cl, struct op *op, const char *txn, size_t
 		if (!strcmp(b->keys[i], key))
 			break;
 	if (b && (b->n == BATCH_MAX || i < b->n || b->bytes + len > BATCH_BYTES)) {
-		/* full, or the key is in it: it goes as it is */
-		if (!batch_room(cl)) { /* nowhere to go yet: this op waits alone */
-			if (!etcd_post(cl, "/v3/kv/txn", txn, len, true, WRITE_TIMEOUT_MS, op_txn_done, op, &op->hr))
-				op_fail(op, ERR_NO_MEMORY, NULL);
-			return;
-		}
-		batch_flush(cl);
+		/* full, or the key is in it: it goes as it is, room or not */
+		batch_send(cl);
 		b = NULL;
 	}
 	if (!b) {
+		char *nk;
+		size_t nn;
 		b = calloc(1, sizeof(*b));
-		if (!b) {
+		nn = b ? key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &nk) : 0;
+		if (!nn) {
+			free(b);
 			op_fail(op, ERR_NO_MEMORY, NULL);
 			return;
 		}
+		/* once for all its writes: this node's incarnation still stands */
+		etcd_txn_cmp(&b->tx, nk, nn, ETCD_T_CREATE, ETCD_EQUAL, cl->my_crev);
+		free(nk);
 		b->cl = cl;
 		cl->open_batch = b;
 	}
