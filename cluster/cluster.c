@@ -87,8 +87,6 @@ struct cluster {
 	uint64_t join_sent;    /* when the lease grant of the current join was sent */
 	uint64_t next_renew, next_join, next_watch, next_clean, next_join_log, next_check;
 	struct httpc_req *join_req, *renew_req, *watch_req, *clean_req, *leave_req, *check_req;
-	int join_step;
-	struct jw line;      /* not used: lines come whole from httpc */
 	uint64_t last_watch_ms;
 	struct clean_item *clean_head, *clean_tail, *clean_busy;
 	struct batch *open_batch; /* writes waiting to share a transaction */
@@ -669,10 +667,9 @@ static void entry_apply(struct cluster *cl, bool group, bool del, const char *re
 		else
 			store_prop_remove(cl->st, s, rest, n);
 	} else if (kv->vlen && kv->vlen <= cl->cfg->max_body) {
-		struct store_key *k = group ? store_group_get(cl->st, rest, n) : store_prop_get(cl->st, rest, n);
-		for (e = k ? k->head : NULL; e; e = e->k_next)
-			if (e->session == s && e->vlen == kv->vlen && !memcmp(e->value, kv->value, kv->vlen))
-				return; /* as it was (a registry read again) */
+		e = store_entry_get(cl->st, group, s, rest, n);
+		if (e && e->vlen == kv->vlen && !memcmp(e->value, kv->value, kv->vlen))
+			return; /* as it was (a registry read again) */
 		if (group)
 			store_group_join(cl->st, s, rest, n, kv->value, kv->vlen, &e);
 		else
@@ -779,7 +776,6 @@ static void fence(struct cluster *cl, const char *why)
 		cl->join_req = NULL;
 	}
 	cl->next_join = cl->taken_over ? 0 : daemon_now_ms();
-	cl->join_step = 0;
 }
 
 /* How often the lease is renewed: a renewal costs etcd no write, and the
@@ -955,7 +951,6 @@ static void join_failed(struct cluster *cl, const char *what, const struct httpc
 			res->status ? err.message : (res->error ? res->error : "no answer"));
 		cl->next_join_log = daemon_now_ms() + 10000;
 	}
-	cl->join_step = 0;
 	cl->next_join = daemon_now_ms() + RETRY_MS * 2;
 }
 
@@ -1019,7 +1014,6 @@ static void load_done(void *ctx, const struct httpc_result *res)
 	}
 	etcd_range_free(&r);
 	cl->loaded = true;
-	cl->join_step = 0;
 	if (!cl->watch_req)
 		start_watch(cl);
 	set_state(cl, CLUSTER_LIVE, "joined");
@@ -1156,7 +1150,6 @@ static void node_done(void *ctx, const struct httpc_result *res)
 			/* joining again, and the name is on someone else's lease */
 			etcd_txn_result_free(&t);
 			cl->taken_over = true;
-			cl->join_step = 0;
 			cl->next_join = 0;
 			fprintf(stderr, "rollcall: cluster: another node holds the name %s\n", cl->cfg->node);
 			return;
@@ -1174,12 +1167,10 @@ static void node_done(void *ctx, const struct httpc_result *res)
 				return;
 			}
 			free(b);
-			cl->join_step = 0;
 			cl->next_join = daemon_now_ms() + RETRY_MS;
 			return;
 		}
 		etcd_txn_result_free(&t);
-		cl->join_step = 0; /* someone wrote it meanwhile: start again */
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 		return;
 	}
@@ -1192,7 +1183,6 @@ static void node_done(void *ctx, const struct httpc_result *res)
 	cl->me_shadow.crev = cl->my_crev;
 	cl->me = &cl->me_shadow;
 	if (cl->loaded) { /* a re-join: the watch keeps the copy */
-		cl->join_step = 0;
 		if (!cl->watch_req && !cl->next_watch)
 			cl->next_watch = daemon_now_ms();
 		set_state(cl, CLUSTER_LIVE, "joined again");
@@ -1202,7 +1192,6 @@ static void node_done(void *ctx, const struct httpc_result *res)
 	body = etcd_range_body(cl->prefix, cl->plen, end, elen, 0, false, 0, &len);
 	if (!body || !etcd_post(cl, "/v3/kv/range", body, len, false, 30000, load_done, cl, &cl->join_req)) {
 		free(body);
-		cl->join_step = 0;
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 		return;
 	}
@@ -1228,7 +1217,6 @@ static void write_node_key(struct cluster *cl)
 	size_t klen, sklen, vlen, len;
 
 	if (!cl->lease) { /* fenced meanwhile: a key without a lease would never go */
-		cl->join_step = 0;
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 		return;
 	}
@@ -1251,7 +1239,6 @@ static void write_node_key(struct cluster *cl)
 		free(val);
 		free(key);
 		free(skey);
-		cl->join_step = 0;
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 		return;
 	}
@@ -1265,7 +1252,6 @@ static void write_node_key(struct cluster *cl)
 	free(skey);
 	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, node_done, cl, &cl->join_req)) {
 		free(body);
-		cl->join_step = 0;
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 		return;
 	}
@@ -1308,7 +1294,6 @@ static void secret_done(void *ctx, const struct httpc_result *res)
 	}
 	klen = key_of(cl, 'n', cl->cfg->node, strlen(cl->cfg->node), NULL, 0, &key);
 	if (!klen) {
-		cl->join_step = 0;
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 		return;
 	}
@@ -1316,7 +1301,7 @@ static void secret_done(void *ctx, const struct httpc_result *res)
 	body = etcd_txn_finish(&tx, &len);
 	free(key);
 	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, cleared_done, cl, &cl->join_req))
-		cl->next_join = daemon_now_ms() + RETRY_MS, cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
 	free(body);
 }
 
@@ -1340,7 +1325,6 @@ static void grant_done(void *ctx, const struct httpc_result *res)
 	sklen = cl->plen + 6;
 	skey = malloc(sklen + 1);
 	if (!skey) {
-		cl->join_step = 0;
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 		return;
 	}
@@ -1352,7 +1336,7 @@ static void grant_done(void *ctx, const struct httpc_result *res)
 	body = etcd_txn_finish(&tx, &len);
 	free(skey);
 	if (!body || !etcd_post(cl, "/v3/kv/txn", body, len, true, WRITE_TIMEOUT_MS, secret_done, cl, &cl->join_req))
-		cl->next_join = daemon_now_ms() + RETRY_MS, cl->join_step = 0;
+		cl->next_join = daemon_now_ms() + RETRY_MS;
 	free(body);
 }
 
@@ -1362,10 +1346,8 @@ static void join_next(struct cluster *cl)
 	char *body = etcd_lease_grant_body(cl->cfg->node_ttl, &len);
 
 	cl->next_join = 0;
-	cl->join_step = 1;
 	cl->join_sent = daemon_now_ms();
 	if (!body || !etcd_post(cl, "/v3/lease/grant", body, len, true, WRITE_TIMEOUT_MS, grant_done, cl, &cl->join_req)) {
-		cl->join_step = 0;
 		cl->next_join = daemon_now_ms() + RETRY_MS;
 	}
 	free(body);
@@ -2522,126 +2504,77 @@ static bool keys_full(const struct cluster *cl, const struct store_session *s)
 	return s->n_names + s->n_props + s->n_groups >= cl->cfg->max_keys_per_session;
 }
 
+/* Starts a write of kind for the caller's session on key (and value, NULL
+ * for a delete), answering status when it succeeds. */
+static void start_keyed(struct http_request *req, struct http_reply *rep, enum op_kind kind, bool group,
+			const char *key, size_t klen, const char *value, size_t vlen, int status)
+{
+	struct op *op = op_new(req, rep, kind);
+
+	if (!op)
+		return;
+	op->group = group;
+	op->status = status;
+	memcpy(op->sid, req->caller->id, sizeof(op->sid));
+	op->key = store_dup(key, klen);
+	op->klen = klen;
+	if (value) {
+		op->value = store_dup(value, vlen);
+		op->vlen = vlen;
+	}
+	if (!op->key || (value && !op->value)) {
+		op_free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return;
+	}
+	op_start(op, rep);
+}
+
 void cluster_name_put(struct http_request *req, struct http_reply *rep, const char *key, size_t klen,
 		      const char *value, size_t vlen)
 {
 	struct cluster *cl = req->app->cluster;
 	struct store_name *nm = store_name_get(cl->st, key, klen);
-	struct op *op;
 
 	if (!(nm && nm->owner == req->caller) && keys_full(cl, req->caller)) {
 		reply_store_error(rep, STORE_E_LIMIT);
 		return;
 	}
-	op = op_new(req, rep, OP_NAME_PUT);
-	if (!op)
-		return;
-	memcpy(op->sid, req->caller->id, sizeof(op->sid));
-	op->key = store_dup(key, klen);
-	op->value = store_dup(value, vlen);
-	op->klen = klen;
-	op->vlen = vlen;
-	op->status = 201;
-	if (!op->key || !op->value) {
-		op_free(op);
-		reply_error(rep, ERR_NO_MEMORY, NULL);
-		return;
-	}
-	op_start(op, rep);
+	start_keyed(req, rep, OP_NAME_PUT, false, key, klen, value, vlen, 201);
 }
 
 void cluster_name_delete(struct http_request *req, struct http_reply *rep, const char *key, size_t klen)
 {
-	struct cluster *cl = req->app->cluster;
-	struct store_name *nm = store_name_get(cl->st, key, klen);
-	struct op *op;
+	struct store_name *nm = store_name_get(req->app->cluster->st, key, klen);
 
-	if (!nm) {
+	if (!nm)
 		reply_error(rep, ERR_NAME_NOT_FOUND, NULL);
-		return;
-	}
-	if (nm->owner != req->caller) {
+	else if (nm->owner != req->caller)
 		reply_error(rep, ERR_NOT_OWNER, NULL);
-		return;
-	}
-	op = op_new(req, rep, OP_NAME_DELETE);
-	if (!op)
-		return;
-	memcpy(op->sid, req->caller->id, sizeof(op->sid));
-	op->key = store_dup(key, klen);
-	op->klen = klen;
-	if (!op->key) {
-		op_free(op);
-		reply_error(rep, ERR_NO_MEMORY, NULL);
-		return;
-	}
-	op_start(op, rep);
-}
-
-/* Does s hold an entry under key (a property, or a group membership)? */
-static bool holds(struct cluster *cl, bool group, struct store_session *s, const char *key, size_t klen)
-{
-	struct store_key *k = group ? store_group_get(cl->st, key, klen) : store_prop_get(cl->st, key, klen);
-	struct store_entry *e;
-
-	for (e = k ? k->head : NULL; e; e = e->k_next)
-		if (e->session == s)
-			return true;
-	return false;
+	else
+		start_keyed(req, rep, OP_NAME_DELETE, false, key, klen, NULL, 0, 204);
 }
 
 void cluster_entry_put(struct http_request *req, struct http_reply *rep, bool group, const char *key, size_t klen,
 		       const char *value, size_t vlen)
 {
 	struct cluster *cl = req->app->cluster;
-	bool held = holds(cl, group, req->caller, key, klen);
-	struct op *op;
+	bool held = store_entry_get(cl->st, group, req->caller, key, klen) != NULL;
 
 	if (!held && keys_full(cl, req->caller)) {
 		reply_store_error(rep, STORE_E_LIMIT);
 		return;
 	}
-	op = op_new(req, rep, OP_ENTRY_PUT);
-	if (!op)
-		return;
-	op->group = group;
-	op->status = held ? 200 : 201;
-	memcpy(op->sid, req->caller->id, sizeof(op->sid));
-	op->key = store_dup(key, klen);
-	op->value = store_dup(value, vlen);
-	op->klen = klen;
-	op->vlen = vlen;
-	if (!op->key || !op->value) {
-		op_free(op);
-		reply_error(rep, ERR_NO_MEMORY, NULL);
-		return;
-	}
-	op_start(op, rep);
+	start_keyed(req, rep, OP_ENTRY_PUT, group, key, klen, value, vlen, held ? 200 : 201);
 }
 
 void cluster_entry_delete(struct http_request *req, struct http_reply *rep, bool group, const char *key,
 			  size_t klen)
 {
-	struct cluster *cl = req->app->cluster;
-	struct op *op;
-
-	if (!holds(cl, group, req->caller, key, klen)) {
+	if (!store_entry_get(req->app->cluster->st, group, req->caller, key, klen))
 		reply_error(rep, ERR_NOT_HELD, NULL);
-		return;
-	}
-	op = op_new(req, rep, OP_ENTRY_DELETE);
-	if (!op)
-		return;
-	op->group = group;
-	memcpy(op->sid, req->caller->id, sizeof(op->sid));
-	op->key = store_dup(key, klen);
-	op->klen = klen;
-	if (!op->key) {
-		op_free(op);
-		reply_error(rep, ERR_NO_MEMORY, NULL);
-		return;
-	}
-	op_start(op, rep);
+	else
+		start_keyed(req, rep, OP_ENTRY_DELETE, group, key, klen, NULL, 0, 204);
 }
 
 /* A home session's lease ran out: etcd ends it (the copy releases it when
@@ -3026,13 +2959,11 @@ static int by_home(const void *a, const void *b)
 void cluster_fanout(struct http_request *req, struct http_reply *rep, struct store_session *const *to, size_t n,
 		    const struct store_payload *p, size_t local_delivered, const char *full_ids, size_t len)
 {
-	static const char *const none[] = { NULL };
 	struct cluster *cl = req->app->cluster;
 	struct store_session **ss = n ? malloc(n * sizeof(*ss)) : NULL;
 	struct op *op = calloc(1, sizeof(*op));
 	size_t i, j;
 
-	(void)none;
 	if ((n && !ss) || !op) {
 		free(ss);
 		free(op);

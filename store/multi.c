@@ -77,6 +77,15 @@ static struct store_entry *find_entry(struct store_multi *m, const struct store_
 	return hn ? container_of(hn, struct store_entry, node) : NULL;
 }
 
+struct store_entry *store_entry_get(struct store *st, bool group, const struct store_session *s, const char *key,
+				    size_t klen)
+{
+	struct store_multi *m = table(st, group);
+	struct store_key *k = find_key(m, key, klen);
+
+	return k ? find_entry(m, s, k) : NULL;
+}
+
 static struct store_key *new_key(struct store_multi *m, const char *key, size_t klen)
 {
 	struct store_key *k = calloc(1, sizeof(*k) + klen + 1);

@@ -151,6 +151,22 @@ static bool ttl_ok(const struct store *st, unsigned ttl)
 	return ttl >= 1 && ttl <= st->cfg.max_ttl;
 }
 
+/* A zeroed session with a copy of its label (when given), or NULL. */
+static struct store_session *session_alloc(const char *label, size_t label_len)
+{
+	struct store_session *s = calloc(1, sizeof(*s));
+
+	if (s && label) {
+		s->label = store_dup(label, label_len);
+		if (!s->label) {
+			free(s);
+			return NULL;
+		}
+		s->label_len = label_len;
+	}
+	return s;
+}
+
 /* Makes s (id, token, ttl set) known: listed, found by id and token, its
  * lease counting down from now when lease is set; emits session_created.
  * STORE_CREATED with *out, or STORE_E_NOMEM with s freed. */
@@ -195,17 +211,9 @@ enum store_rc store_session_create(struct store *st, uint64_t now, unsigned ttl,
 		return STORE_E_INVALID_TTL;
 	if (store_session_count(st) >= st->cfg.max_sessions)
 		return STORE_E_LIMIT;
-	s = calloc(1, sizeof(*s));
+	s = session_alloc(label, label_len);
 	if (!s)
 		return STORE_E_NOMEM;
-	if (label) {
-		s->label = store_dup(label, label_len);
-		if (!s->label) {
-			free(s);
-			return STORE_E_NOMEM;
-		}
-		s->label_len = label_len;
-	}
 	do { /* 64 and 128 random bits: a collision is astronomically rare, but cheap to rule out */
 		st->cfg.random(st->cfg.random_ctx, raw, 8);
 		store_hex(raw, 8, s->id);
@@ -328,17 +336,9 @@ enum store_rc store_session_insert(struct store *st, uint64_t now, const char *i
 		return STORE_E_INVALID_TTL;
 	if (hmap_get(&st->sessions_by_token, token, STORE_TOKEN_LEN))
 		return STORE_E_INVALID_TTL; /* a token is one session's */
-	s = calloc(1, sizeof(*s));
+	s = session_alloc(label, label_len);
 	if (!s)
 		return STORE_E_NOMEM;
-	if (label) {
-		s->label = store_dup(label, label_len);
-		if (!s->label) {
-			free(s);
-			return STORE_E_NOMEM;
-		}
-		s->label_len = label_len;
-	}
 	memcpy(s->id, id, STORE_ID_LEN + 1);
 	memcpy(s->token, token, STORE_TOKEN_LEN + 1);
 	s->ttl = ttl;

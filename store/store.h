@@ -353,6 +353,11 @@ struct store_key *store_prop_get(struct store *st, const char *key, size_t klen)
 size_t store_prop_page(struct store *st, const char *prefix, size_t plen, const char *after, size_t alen,
 		       size_t limit, struct store_key **out, bool *more);
 
+/* s's property entry under key (group false) or its membership of group
+ * key (group true), or NULL: O(1), however many hold the key. */
+struct store_entry *store_entry_get(struct store *st, bool group, const struct store_session *s, const char *key,
+				    size_t klen);
+
 /* --- groups --- */
 
 /* Joins s to group (value copied): STORE_CREATED (new: the last member),
