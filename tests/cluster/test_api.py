@@ -588,3 +588,24 @@ def test_every_answer_names_its_node(ctx):
         expect_error(r, 400, "bad_request")
         eq(node_of(r), nd.name, "X-Rollcall-Node of a 400")
         c.close()
+
+
+@test()
+def test_clients_cannot_pass_for_a_node(ctx):
+    """The node-to-node inputs need the cluster's secret: a client's guess
+    is a 404 on /internal/deliver, and its X-Rollcall-Receiver is ignored."""
+    cl, a, (n1, n2, n3) = three(ctx)
+    holder = a.session(node=n2)
+    other = a.session(node=n3)
+    expect_status(a.put(name_path("pass/x"), None, token=holder.token, node=n2), 201)
+    c1 = n1.client()
+    body = {"from": None, "to": {"session": other.id}, "body": 1, "receivers": [other.id]}
+    for hdrs in ({}, {"X-Rollcall-Forward": "0" * 32}, {"X-Rollcall-Forward": "not-a-secret"}):
+        expect_error(c1.post("/internal/deliver", body, headers=hdrs), 404, "not_found")
+    r = c1.post("/v1/send", {"to": {"name": "pass/x"}, "body": "hi"},
+                headers={"X-Rollcall-Receiver": other.id, "X-Rollcall-Forward": "0" * 32})
+    eq(expect_json(r, 202), {"delivered": 1}, "a send naming a receiver in a header")
+    got = expect_json(a.get(f"/v1/sessions/{holder.id}/messages", token=holder.token, node=n1), 200)
+    eq(len(got["messages"]), 1, "the name's holder got it")
+    got = expect_json(a.get(f"/v1/sessions/{other.id}/messages", token=other.token, node=n1), 200)
+    eq(got["messages"], [], "the session named in the header got nothing")

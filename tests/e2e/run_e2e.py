@@ -36,6 +36,7 @@ import test_badinput  # noqa: E402,F401
 import test_access  # noqa: E402,F401
 import test_ops  # noqa: E402,F401
 import test_calls  # noqa: E402,F401
+import test_node_inputs  # noqa: E402,F401
 
 OVERALL_LIMIT = 150.0  # seconds; the suite normally takes well under 60
 
