@@ -23,6 +23,7 @@
 #include "../server/jw.h"
 #include "../server/reply.h"
 #include "../server/uri.h"
+#include "mail.h"
 #include "etcd.h"
 #include "httpc.h"
 
@@ -65,6 +66,7 @@ struct cluster {
 	struct store *st;
 	const struct config *cfg;
 	struct httpc *hc;
+	struct mail *mail;   /* messages, calls and replies for other nodes, in batches */
 	char **urls;
 	size_t nurls, cur;
 	const char *prefix;
@@ -441,6 +443,7 @@ static void node_put(struct cluster *cl, const char *name, size_t n, const struc
 	if (nd && nd->crev != kv->create_revision && nd != &cl->me_shadow) {
 		/* the same name, a new incarnation: the earlier one's sessions end */
 		fprintf(stderr, "rollcall: cluster: node %s started again: its earlier sessions end\n", nd->name);
+		mail_peer_lost(cl->mail, nd->name);
 		forwards_fail(cl, nd->name);
 		end_node_sessions(cl, nd->name, true);
 		nd->sessions = 0;
@@ -483,6 +486,7 @@ static void node_delete(struct cluster *cl, const char *name, size_t n)
 		return;
 	if (nd != &cl->me_shadow) {
 		fprintf(stderr, "rollcall: cluster: node %s lost (%zu sessions end)\n", nd->name, nd->sessions);
+		mail_peer_lost(cl->mail, nd->name);
 		forwards_fail(cl, nd->name);
 	}
 	end_node_sessions(cl, nd->name, true);
@@ -1543,6 +1547,27 @@ static void split_urls(struct cluster *cl, const char *s)
 	}
 }
 
+#define MAIL_TIMEOUT_MS 5000
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A batch for another node stays well under its --max-body (the nodes of a
+ * cluster share their flags). */
+static size_t mail_bytes(const struct config *cfg)
+{
+	size_t n = cfg->max_body / 2;
+
+	return n > 256 * 1024 ? 256 * 1024 : n;
+}
+
+static void mail_broken(void *ctx, const char *peer);
+
 struct cluster *cluster_new(struct app *app, int epfd, int tag)
 {
 	struct cluster *cl = calloc(1, sizeof(*cl));
@@ -1555,8 +1580,11 @@ struct cluster *cluster_new(struct app *app, int epfd, int tag)
 	cl->prefix = app->cfg->etcd_prefix;
 	cl->plen = strlen(cl->prefix);
 	cl->hc = httpc_new(epfd, tag);
+	cl->mail = cl->hc ? mail_new(cl->hc, cl->secret, app->cfg->auth_token, mail_bytes(app->cfg), MAIL_TIMEOUT_MS,
+				     now_us, mail_broken, cl)
+			  : NULL;
 	split_urls(cl, app->cfg->etcd);
-	if (!cl->hc || !cl->nurls) {
+	if (!cl->hc || !cl->mail || !cl->nurls) {
 		cluster_free(cl);
 		return NULL;
 	}
@@ -1594,6 +1622,7 @@ void cluster_free(struct cluster *cl)
 		httpc_cancel(cl->hc, ec->req);
 		ecall_done(ec, &none);
 	}
+	mail_free(cl->mail);
 	httpc_free(cl->hc);
 	expiring_free(cl);
 	for (nd = cl->nodes; nd; nd = next) {
@@ -1629,7 +1658,12 @@ static long min_to(long a, long b)
 
 long cluster_timeout(struct cluster *cl, uint64_t now)
 {
-	long t = httpc_timeout(cl->hc);
+	long t;
+
+	/* the loop is about to sleep: what was posted this turn goes now */
+	if (mail_pending(cl->mail))
+		mail_flush(cl->mail);
+	t = httpc_timeout(cl->hc);
 
 	t = min_to(t, until(cl->next_join, now));
 	t = min_to(t, until(cl->next_watch, now));
@@ -1703,7 +1737,7 @@ bool cluster_leave(struct cluster *cl, uint64_t now)
 /* --- writes --- */
 
 enum op_kind { OP_SESSION_CREATE, OP_SESSION_END, OP_NAME_PUT, OP_NAME_DELETE, OP_ENTRY_PUT, OP_ENTRY_DELETE,
-	       OP_SESSION_TTL, OP_FORWARD, OP_CATCH_UP, OP_FANOUT };
+	       OP_SESSION_TTL, OP_FORWARD, OP_CATCH_UP, OP_FANOUT, OP_MAIL };
 
 struct op {
 	struct cluster *cl;
@@ -1734,6 +1768,11 @@ struct op {
 	char home[65];
 	bool is_call, listed;
 	struct op *fprev, *fnext;
+	/* a message, call or reply sent through the mail (OP_MAIL) */
+	struct mail_item *mi;
+	struct store_call *call;  /* a call's, while it waits (the request owns it) */
+	char *rr_group;           /* a round-robin pick's group: its turn is given back if the send fails */
+	size_t rr_glen;
 	/* a forward's answer */
 	char *body, *ctype, *allow, *node, *wwwa;
 	size_t blen;
@@ -1741,11 +1780,9 @@ struct op {
 	uint64_t index;
 };
 
-struct fan {
+struct fan { /* one node's share of a broadcast */
 	struct op *op;
-	struct httpc_req *hr;
 	struct jw ids; /* its receivers, quoted and comma-separated */
-	struct fan *next;
 };
 
 static void clean_free(struct clean_item *it);
@@ -1763,6 +1800,7 @@ static void op_free(struct op *op)
 	free(op->allow);
 	free(op->node);
 	free(op->wwwa);
+	free(op->rr_group);
 	free(op);
 }
 
@@ -1774,6 +1812,10 @@ void cluster_request_done(struct http_request *req)
 		return;
 	req->cl_op = NULL;
 	forward_unlink(op);
+	if (op->mi) {
+		mail_forget(op->cl->mail, op->mi);
+		op->mi = NULL;
+	}
 	if (op->hr) {
 		if (!etcd_cancel(op->cl, op->hr)) /* an etcd call, or a forward */
 			httpc_cancel(op->cl->hc, op->hr);
@@ -1842,7 +1884,8 @@ static struct op *op_new(struct http_request *req, struct http_reply *rep, enum 
 	/* Degraded only for want of its watch, a node still writes; etcd known
 	 * away (its last renewal failed), a write is refused at once. */
 	if ((cl->state == CLUSTER_JOINING || cl->state == CLUSTER_FENCED ||
-	     (cl->state == CLUSTER_DEGRADED && cl->renew_failing)) && kind != OP_FORWARD && kind != OP_CATCH_UP) {
+	     (cl->state == CLUSTER_DEGRADED && cl->renew_failing)) && kind != OP_FORWARD && kind != OP_CATCH_UP &&
+	    kind != OP_MAIL) {
 		reply_error(rep, ERR_CLUSTER_UNAVAILABLE,
 			    cl->state == CLUSTER_DEGRADED ? "etcd cannot be reached or has no leader; nothing was changed."
 							  : "This node is not part of the cluster at the moment; nothing was changed.");
@@ -2426,6 +2469,14 @@ void cluster_answer(struct http_request *req, struct http_reply *rep)
 		reply_jw(rep, 200, &w);
 		break;
 	}
+	case OP_MAIL:
+		if (op->status == 202) { /* a send to one receiver */
+			jw_lit(&w, "{\"delivered\":1}");
+			reply_jw(rep, 202, &w);
+			break;
+		}
+		reply_empty(rep, 204); /* a reply */
+		break;
 	default:
 		reply_empty(rep, 204);
 		break;
@@ -2732,10 +2783,11 @@ static void forward_done(void *ctx, const struct httpc_result *res)
 	op_finish(op);
 }
 
-static void touch_done(void *ctx, const struct httpc_result *res)
+static void touch_done(void *ctx, const cJSON *r, bool timed_out)
 {
 	(void)ctx;
-	(void)res;
+	(void)r;
+	(void)timed_out;
 }
 
 /* The deadline of a forward: a call's timeout_ms or a receive's wait
@@ -2791,34 +2843,35 @@ static void forwards_fail(struct cluster *cl, const char *home)
 		if (strcmp(op->home, home))
 			continue;
 		forward_unlink(op);
+		cl->forward_failures++;
+		if (op->kind == OP_MAIL) { /* a call delivered there, waiting */
+			op->status = 0;
+			op->done = true;
+			op->err = ERR_RECEIVER_GONE;
+			op->msg = "The called session's node was lost, or the connection to it broke, while the call waited.";
+			store_call_fail(cl->st, op->call);
+			continue;
+		}
 		if (op->hr)
 			httpc_cancel(cl->hc, op->hr);
 		op->hr = NULL;
-		cl->forward_failures++;
 		op->kind = OP_CATCH_UP; /* answered as an error */
 		op_fail(op, op->is_call ? ERR_RECEIVER_GONE : ERR_NODE_UNREACHABLE,
 			op->is_call ? "The called session's node was lost while the call waited." : NULL);
 	}
 }
 
-/* Sends req as it came to node nd, to be answered from there; receiver:
- * the session a send or call goes to there, or NULL. */
-static void forward(struct cluster *cl, struct http_request *req, struct http_reply *rep, const struct node *nd,
-		    const char *receiver)
+/* Sends req as it came to node nd, to be answered from there. A request
+ * that came from a node is not forwarded again (cluster_route), so a wrong
+ * --advertise cannot make one loop. */
+static void forward(struct cluster *cl, struct http_request *req, struct http_reply *rep, const struct node *nd)
 {
 	const char *url = nd->url;
 
-	/* A node sent it here naming its receiver: it goes no further (a
-	 * request makes at most two hops: to its sender's home, then to its
-	 * receiver's; a wrong --advertise cannot make it loop). */
-	if (cluster_from_node(req) && req->receiver) {
-		reply_error(rep, ERR_NODE_UNREACHABLE, "The request was forwarded here, and its receiver lives elsewhere.");
-		return;
-	}
 	static const char *methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "GET" };
 	struct op *op = op_new(req, rep, OP_FORWARD);
 	struct httpc_opts o = { 0 };
-	char *full, tokh[300], secret[80], accept[300], auth[300], rcv[64];
+	char *full, tokh[300], secret[80], accept[300], auth[300];
 	const char *hdrs[7];
 	size_t nh = 0, n;
 	unsigned timeout;
@@ -2852,10 +2905,6 @@ static void forward(struct cluster *cl, struct http_request *req, struct http_re
 	}
 	snprintf(secret, sizeof(secret), "X-Rollcall-Forward: %s", cl->secret);
 	hdrs[nh++] = secret;
-	if (receiver) {
-		snprintf(rcv, sizeof(rcv), "X-Rollcall-Receiver: %s", receiver);
-		hdrs[nh++] = rcv;
-	}
 	hdrs[nh++] = "Content-Type: application/json";
 	hdrs[nh] = NULL;
 	o.method = methods[req->method];
@@ -2884,18 +2933,6 @@ static void forward(struct cluster *cl, struct http_request *req, struct http_re
 	rep->suspend = true;
 }
 
-void cluster_forward_to(struct http_request *req, struct http_reply *rep, const struct store_session *to)
-{
-	struct cluster *cl = req->app->cluster;
-	struct node *nd = to->home ? node_find(cl, to->home, strlen(to->home)) : NULL;
-
-	if (!nd || !nd->url) {
-		reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
-		return;
-	}
-	forward(cl, req, rep, nd, to->id);
-}
-
 bool cluster_from_node(const struct http_request *req)
 {
 	const struct cluster *cl = req->app->cluster;
@@ -2913,18 +2950,272 @@ static void jw_list_add(struct jw *w, const char *items, size_t n)
 	jw_raw(w, items, n);
 }
 
+/* --- messages, calls and replies for other nodes: the mail (mail.h) ---
+ * An item for a node is a JSON object:
+ *   a message: {"from": id|null, "to": target, "body": json,
+ *               "receivers": [ids homed there], "reply_to": call id (a call)}
+ *     -> {"delivered": n, "full": [ids], "gone": [ids that had ended]}
+ *   a reply:   {"reply": call id, "by": replier's id, "body": json}
+ *     -> {"status": 204} or {"error": "call_not_found" | "bad_token"} */
+
+/* A message item: receivers is ids (quoted, comma-separated, n bytes). */
+static char *message_item(const struct store_payload *p, const char *receivers, size_t n, const char *reply_to,
+			  size_t *len)
+{
+	struct jw w = { 0 };
+
+	jw_lit(&w, "{\"from\":");
+	if (p->from[0])
+		jw_str(&w, p->from, STORE_ID_LEN);
+	else
+		jw_lit(&w, "null");
+	jw_lit(&w, ",\"to\":");
+	jw_raw(&w, p->to, p->tolen);
+	jw_lit(&w, ",\"body\":");
+	jw_raw(&w, p->body, p->blen);
+	jw_lit(&w, ",\"receivers\":[");
+	jw_raw(&w, receivers, n);
+	jw_lit(&w, "]");
+	if (reply_to) {
+		jw_lit(&w, ",");
+		jw_field(&w, "reply_to", reply_to, STORE_CALL_ID_LEN);
+	}
+	jw_lit(&w, "}");
+	return jw_finish(&w, len);
+}
+
+/* What a node said of a message item: how many it delivered, and whether
+ * its one receiver was full. */
+static uint64_t result_delivered(const cJSON *r, bool *full)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "delivered");
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "full");
+
+	*full = cJSON_GetArraySize(f) > 0;
+	return cJSON_IsNumber(d) && d->valuedouble >= 0 && d->valuedouble < 1e15 ? (uint64_t)d->valuedouble : 0;
+}
+
+/* A failed send to a round-robin pick gives the member its turn back. */
+static void give_turn_back(struct op *op)
+{
+	struct store_session *s;
+	struct store_entry *e;
+
+	if (!op->rr_group)
+		return;
+	s = store_session_lookup(op->cl->st, op->sid, STORE_ID_LEN);
+	e = s ? store_entry_get(op->cl->st, true, s, op->rr_group, op->rr_glen) : NULL;
+	if (e)
+		store_group_unpick(e);
+}
+
+/* An OP_MAIL op for req that posts message p (reply_to: a call's id, or
+ * NULL) to the home of its one receiver, to; done hears the home's result.
+ * rr_group: a round-robin pick's group, whose turn comes back if the home
+ * cannot be reached. NULL when answered (an error): nothing was sent. */
+static struct op *post_message(struct http_request *req, struct http_reply *rep, const struct store_session *to,
+			       const struct store_payload *p, const char *reply_to, const char *rr_group,
+			       size_t rr_glen, mail_done_fn done)
+{
+	struct cluster *cl = req->app->cluster;
+	struct node *nd = to->home ? node_find(cl, to->home, strlen(to->home)) : NULL;
+	struct op *op = op_new(req, rep, OP_MAIL);
+	char ids[STORE_ID_LEN + 2], *item = NULL;
+	size_t len;
+
+	if (!op)
+		return NULL;
+	memcpy(op->sid, to->id, STORE_ID_LEN + 1);
+	op->rr_glen = rr_glen;
+	if (rr_group && !(op->rr_group = store_dup(rr_group, rr_glen)))
+		goto nomem;
+	if (!nd || !nd->url || nd == cl->me) {
+		give_turn_back(op); /* the node, not the member, failed: it keeps its turn */
+		reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
+		op_free(op);
+		return NULL;
+	}
+	ids[0] = '"';
+	memcpy(ids + 1, to->id, STORE_ID_LEN);
+	ids[STORE_ID_LEN + 1] = '"';
+	item = message_item(p, ids, sizeof(ids), reply_to, &len);
+	snprintf(op->home, sizeof(op->home), "%s", nd->name);
+	op->mi = item ? mail_post(cl->mail, nd->name, nd->url, item, len, done, op) : NULL;
+	free(item);
+	if (!op->mi)
+		goto nomem;
+	cl->forwards++;
+	req->cl_op = op;
+	return op;
+nomem:
+	give_turn_back(op);
+	reply_error(rep, ERR_NO_MEMORY, NULL);
+	op_free(op);
+	return NULL;
+}
+
+static void send_done(void *ctx, const cJSON *r, bool timed_out)
+{
+	struct op *op = ctx;
+	bool full;
+
+	(void)timed_out;
+	op->mi = NULL;
+	if (!r) {
+		op->cl->forward_failures++;
+		give_turn_back(op);
+		op_fail(op, ERR_NODE_UNREACHABLE, "The receiver's node could not be reached; nothing was delivered.");
+	} else if (result_delivered(r, &full)) {
+		op->status = 202;
+		op_finish(op);
+	} else {
+		/* a full member loses its turn, as on one node */
+		op_fail(op, full ? ERR_MAILBOX_FULL : ERR_SESSION_NOT_FOUND, NULL);
+	}
+}
+
+void cluster_send_to(struct http_request *req, struct http_reply *rep, const struct store_session *to,
+		     const struct store_payload *p, const char *rr_group, size_t rr_glen)
+{
+	if (post_message(req, rep, to, p, NULL, rr_group, rr_glen, send_done))
+		rep->suspend = true;
+}
+
+static void call_done(void *ctx, const cJSON *r, bool timed_out)
+{
+	struct op *op = ctx;
+	struct cluster *cl = op->cl;
+	bool full = false;
+
+	(void)timed_out;
+	op->mi = NULL;
+	if (r && result_delivered(r, &full)) { /* delivered: the call waits, failed if the home is lost */
+		op->listed = true;
+		op->fnext = cl->fwd;
+		if (cl->fwd)
+			cl->fwd->fprev = op;
+		cl->fwd = op;
+		return;
+	}
+	op->status = 0;
+	op->done = true;
+	if (!r) {
+		cl->forward_failures++;
+		give_turn_back(op);
+		op->err = ERR_RECEIVER_GONE;
+		op->msg = "The called session's node could not be reached; the call was not delivered.";
+	} else {
+		op->err = full ? ERR_MAILBOX_FULL : ERR_RECEIVER_GONE;
+	}
+	store_call_fail(cl->st, op->call); /* the caller wakes, and answers op's error */
+}
+
+bool cluster_call_to(struct http_request *req, struct http_reply *rep, const struct store_session *to,
+		     const struct store_payload *p, struct store_call *c, const char *rr_group, size_t rr_glen)
+{
+	struct op *op = post_message(req, rep, to, p, c->id, rr_group, rr_glen, call_done);
+
+	if (!op)
+		return false;
+	op->is_call = true;
+	op->call = c;
+	return true;
+}
+
+bool cluster_call_failed(struct http_request *req, struct http_reply *rep)
+{
+	struct op *op = req->cl_op;
+
+	if (!op || op->kind != OP_MAIL || !op->done || op->status != 0)
+		return false;
+	reply_error(rep, op->err, op->msg);
+	return true;
+}
+
+static void reply_done(void *ctx, const cJSON *r, bool timed_out)
+{
+	struct op *op = ctx;
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "status");
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "error");
+
+	(void)timed_out;
+	op->mi = NULL;
+	if (!r) {
+		op->cl->forward_failures++;
+		op_fail(op, ERR_NODE_UNREACHABLE, "The caller's node could not be reached; the reply was not delivered.");
+	} else if (cJSON_IsNumber(st) && st->valuedouble == 204) {
+		op->status = 204;
+		op_finish(op);
+	} else if (cJSON_IsString(err) && !strcmp(err->valuestring, "bad_token")) {
+		op_fail(op, ERR_BAD_TOKEN, "This token is not the called session's.");
+	} else {
+		op_fail(op, ERR_CALL_NOT_FOUND, NULL);
+	}
+}
+
+bool cluster_reply_elsewhere(struct http_request *req, struct http_reply *rep, const char *body, size_t blen)
+{
+	struct cluster *cl = req->app->cluster;
+	struct node *nd = node_of_call(cl, req->param, req->param_len);
+	struct op *op;
+	struct jw w = { 0 };
+	char *item;
+	size_t len;
+
+	if (!nd || nd == cl->me || req->param_len != STORE_CALL_ID_LEN)
+		return false; /* held here, or by no live node: the store says */
+	if (!req->caller) {
+		reply_error(rep, ERR_BAD_TOKEN, "This token is not the called session's.");
+		return true;
+	}
+	if (!nd->url) {
+		reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
+		return true;
+	}
+	op = op_new(req, rep, OP_MAIL);
+	if (!op)
+		return true;
+	jw_lit(&w, "{");
+	jw_field(&w, "reply", req->param, STORE_CALL_ID_LEN);
+	jw_lit(&w, ",");
+	jw_field(&w, "by", req->caller->id, STORE_ID_LEN);
+	jw_lit(&w, ",\"body\":");
+	jw_raw(&w, body, blen);
+	jw_lit(&w, "}");
+	item = jw_finish(&w, &len);
+	snprintf(op->home, sizeof(op->home), "%s", nd->name);
+	op->mi = item ? mail_post(cl->mail, nd->name, nd->url, item, len, reply_done, op) : NULL;
+	free(item);
+	if (!op->mi) {
+		op_free(op);
+		reply_error(rep, ERR_NO_MEMORY, NULL);
+		return true;
+	}
+	cl->forwards++;
+	req->cl_op = op;
+	rep->suspend = true;
+	return true;
+}
+
+/* A connection to peer broke: the calls delivered there and waiting fail
+ * now (api.md: at once when the connection to the home breaks). */
+static void mail_broken(void *ctx, const char *peer)
+{
+	forwards_fail(ctx, peer);
+}
+
 /* One node's share of a broadcast has answered (or could not). */
-static void fan_done(void *ctx, const struct httpc_result *res)
+static void fan_done(void *ctx, const cJSON *r, bool timed_out)
 {
 	struct fan *f = ctx;
 	struct op *op = f->op;
-	cJSON *root = NULL;
-	const cJSON *d, *full, *id;
+	const cJSON *full, *id;
+	bool any_full;
 
-	if (res->status == 202 && (root = cJSON_ParseWithLength(res->body, res->body_len)) &&
-	    cJSON_IsNumber(d = cJSON_GetObjectItemCaseSensitive(root, "delivered")) &&
-	    cJSON_IsArray(full = cJSON_GetObjectItemCaseSensitive(root, "full"))) {
-		op->delivered += (uint64_t)d->valuedouble;
+	(void)timed_out;
+	if (r) {
+		op->delivered += result_delivered(r, &any_full);
+		full = cJSON_GetObjectItemCaseSensitive(r, "full");
 		cJSON_ArrayForEach(id, full) {
 			if (!cJSON_IsString(id) || strlen(id->valuestring) != STORE_ID_LEN)
 				continue;
@@ -2936,7 +3227,6 @@ static void fan_done(void *ctx, const struct httpc_result *res)
 		op->cl->forward_failures++;
 		jw_list_add(&op->unreachable, f->ids.buf, f->ids.len);
 	}
-	cJSON_Delete(root);
 	free(f->ids.buf);
 	free(f);
 	if (--op->pending)
@@ -2982,12 +3272,8 @@ void cluster_fanout(struct http_request *req, struct http_reply *rep, struct sto
 	req->cl_op = op;
 	for (i = 0; i < n; i = j) {
 		struct fan *f = calloc(1, sizeof(*f));
-		const char *url = ss[i]->home ? cluster_node_url(cl, ss[i]->home) : NULL;
-		struct jw body = { 0 };
-		char full_url[600], secret[80];
-		const char *hdrs[] = { secret, "Content-Type: application/json", NULL };
-		struct httpc_opts o = { 0 };
-		size_t blen;
+		struct node *nd = ss[i]->home ? node_find(cl, ss[i]->home, strlen(ss[i]->home)) : NULL;
+		size_t blen = 0;
 		char *b;
 
 		for (j = i; j < n && !by_home(&ss[i], &ss[j]); j++) {
@@ -3000,45 +3286,17 @@ void cluster_fanout(struct http_request *req, struct http_reply *rep, struct sto
 		if (!f)
 			continue; /* out of memory: they count as nothing (rare) */
 		f->op = op;
-		if (!url || f->ids.oom) {
-			jw_list_add(&op->unreachable, f->ids.buf, f->ids.len);
-			free(f->ids.buf);
-			free(f);
-			continue;
-		}
-		jw_lit(&body, "{\"from\":");
-		if (p->from[0])
-			jw_str(&body, p->from, STORE_ID_LEN);
-		else
-			jw_lit(&body, "null");
-		jw_lit(&body, ",\"to\":");
-		jw_raw(&body, p->to, p->tolen);
-		jw_lit(&body, ",\"body\":");
-		jw_raw(&body, p->body, p->blen);
-		jw_lit(&body, ",\"receivers\":[");
-		jw_raw(&body, f->ids.buf, f->ids.len);
-		jw_lit(&body, "]}");
-		b = jw_finish(&body, &blen);
-		snprintf(full_url, sizeof(full_url), "%s/internal/deliver", url);
-		snprintf(secret, sizeof(secret), "X-Rollcall-Forward: %s", cl->secret);
-		o.method = "POST";
-		o.url = full_url;
-		o.body = b;
-		o.body_len = blen;
-		o.headers = hdrs;
-		o.timeout_ms = 10000;
-		o.on_done = fan_done;
-		o.ctx = f;
+		b = nd && nd->url && nd != cl->me && !f->ids.oom ? message_item(p, f->ids.buf, f->ids.len, NULL, &blen)
+								 : NULL;
 		cl->forwards++;
-		op->pending++;
-		f->hr = b ? httpc_start(cl->hc, &o) : NULL;
-		free(b);
-		if (!f->hr) {
-			op->pending--;
+		if (b && mail_post(cl->mail, nd->name, nd->url, b, blen, fan_done, f)) {
+			op->pending++;
+		} else {
 			jw_list_add(&op->unreachable, f->ids.buf, f->ids.len);
 			free(f->ids.buf);
 			free(f);
 		}
+		free(b);
 	}
 	free(ss);
 	if (!op->pending) { /* nothing went out: answer now */
@@ -3054,22 +3312,13 @@ void cluster_fanout(struct http_request *req, struct http_reply *rep, struct sto
  * that its home must hear (a heartbeat sent on, its answer not awaited). */
 static void touch_home(struct cluster *cl, const struct node *nd, const struct store_session *s)
 {
-	char url[600], tok[80], secret[80];
-	const char *hdrs[] = { tok, secret, NULL };
-	struct httpc_opts o = { 0 };
+	char item[80];
+	int n;
 
-	if (!nd || !nd->url)
+	if (!nd || !nd->url || nd == cl->me)
 		return;
-	snprintf(url, sizeof(url), "%s/v1/sessions/%s/heartbeat", nd->url, s->id);
-	snprintf(tok, sizeof(tok), "X-Session-Token: %s", s->token);
-	snprintf(secret, sizeof(secret), "X-Rollcall-Forward: %s", cl->secret);
-	o.method = "POST";
-	o.url = url;
-	o.headers = hdrs;
-	o.timeout_ms = 5000;
-	o.on_done = touch_done;
-	o.ctx = cl;
-	httpc_start(cl->hc, &o);
+	n = snprintf(item, sizeof(item), "{\"touch\":\"%s\"}", s->id);
+	mail_post(cl->mail, nd->name, nd->url, item, (size_t)n, touch_done, NULL);
 }
 
 /* The node's copy may lag: learn etcd's current revision, wait for it. */
@@ -3153,6 +3402,14 @@ static bool event_after(struct http_request *req, uint64_t *after)
 	return !*p && p != req->last_event_id;
 }
 
+/* POST /v1/send, /v1/call, /v1/replies/{id}. */
+static bool message_path(const struct http_request *req)
+{
+	return req->method == HTTP_POST &&
+	       ((req->path_len == 8 && (!memcmp(req->path, "/v1/send", 8) || !memcmp(req->path, "/v1/call", 8))) ||
+		(req->path_len > 12 && !memcmp(req->path, "/v1/replies/", 12)));
+}
+
 bool cluster_route(struct http_request *req, struct http_reply *rep, bool session_path)
 {
 	struct cluster *cl = req->app->cluster;
@@ -3178,8 +3435,8 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 
 	if (req->cl_op) {
 		struct op *op = req->cl_op;
-		if (op->kind == OP_FANOUT)
-			return true; /* the send handler answers it */
+		if (op->kind == OP_FANOUT || op->kind == OP_MAIL)
+			return true; /* the handler answers it */
 		if (op->kind == OP_FORWARD || (op->kind == OP_CATCH_UP && op->status == 0)) {
 			cluster_answer(req, rep);
 			return false;
@@ -3233,22 +3490,8 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 			return false;
 		}
 	}
-	if (!from_node)
-		req->receiver = NULL; /* a client cannot choose for a node */
-	else if (req->receiver && strlen(req->receiver) != STORE_ID_LEN)
-		req->receiver = NULL;
 	if (from_node)
 		return true;
-	/* a reply goes to the node that holds the call, whoever sends it */
-	if (req->path_len > 12 && !memcmp(req->path, "/v1/replies/", 12)) {
-		struct node *nd = node_of_call(cl, req->param, req->param_len);
-		if (nd && nd != cl->me && nd->url) {
-			forward(cl, req, rep, nd, NULL);
-			return false;
-		}
-		if (nd == cl->me)
-			return true;
-	}
 	/* a node's own listing of its sessions, with every field */
 	if (req->path_len == 12 && !memcmp(req->path, "/v1/sessions", 12) &&
 	    uri_query_find(req->query, req->query_len, "node", &v, &n)) {
@@ -3257,12 +3500,15 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 		struct node *nd;
 		if (uri_decode(v, n, true, name, sizeof(name), &nlen) && (nd = node_find(cl, name, nlen)) && nd != cl->me &&
 		    nd->url) {
-			forward(cl, req, rep, nd, NULL);
+			forward(cl, req, rep, nd);
 			return false;
 		}
 	}
 	if (req->token) {
-		bool read = req->method == HTTP_GET || req->method == HTTP_HEAD;
+		/* Reads, and sends, calls and replies (which act for no session
+		 * but carry its id as their from), are served here; a write
+		 * acting for a session goes to its home. */
+		bool read = req->method == HTTP_GET || req->method == HTTP_HEAD, msg = message_path(req);
 		s = store_session_by_token(cl->st, req->now, req->token, strlen(req->token));
 		if (!s && !read && !req->caught_up && !req->wake && !woke) {
 			catch_up(cl, req, rep);
@@ -3270,13 +3516,13 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 		}
 		if (s && s->remote) {
 			struct node *nd = node_find(cl, s->home, strlen(s->home));
-			if (read) { /* a read is served here; the home hears the sign of life */
+			if (read || msg) { /* served here; the home hears the sign of life */
 				touch_home(cl, nd, s);
 			} else if (!nd || !nd->url) {
 				reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
 				return false;
 			} else { /* a write acts for the session: its home does it */
-				forward(cl, req, rep, nd, NULL);
+				forward(cl, req, rep, nd);
 				return false;
 			}
 		}
@@ -3293,7 +3539,7 @@ bool cluster_route(struct http_request *req, struct http_reply *rep, bool sessio
 				reply_error(rep, ERR_NODE_UNREACHABLE, NULL);
 				return false;
 			}
-			forward(cl, req, rep, nd, NULL);
+			forward(cl, req, rep, nd);
 			return false;
 		}
 	}

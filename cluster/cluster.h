@@ -75,15 +75,34 @@ void cluster_entry_delete(struct http_request *req, struct http_reply *rep, bool
 /* The request ends however it ends: what the cluster held for it goes. */
 void cluster_request_done(struct http_request *req);
 
-/* A send or call whose one receiver, to, is homed on another node: the
- * request goes there as it came, naming the receiver (X-Rollcall-Receiver),
- * and its answer is relayed. Sets rep->suspend, or answers an error. */
-void cluster_forward_to(struct http_request *req, struct http_reply *rep, const struct store_session *to);
-
+/* A send whose one receiver, to, is homed on another node: p goes there
+ * in the next batch of messages for that node (mail.h), and the answer is
+ * 202 {"delivered": 1} once the home has it, 429 mailbox_full, 404
+ * session_not_found (it had ended), or 503 node_unreachable (nothing
+ * delivered; a round-robin pick of rr_group, when not NULL, gets its turn
+ * back). Sets rep->suspend, or answers an error. */
+void cluster_send_to(struct http_request *req, struct http_reply *rep, const struct store_session *to,
+		     const struct store_payload *p, const char *rr_group, size_t rr_glen);
+/* A call c (parked by store_call_park on req->waiter) whose receiver, to,
+ * is homed on another node: p (with reply_to c's id) goes there. The call
+ * waits here; the reply comes back by its id. If the message cannot be
+ * delivered, or the connection to the home breaks while the call waits, c
+ * fails (its waiter wakes GONE) and cluster_call_failed() answers why.
+ * False: answered with an error, nothing sent (cancel the waiter). */
+bool cluster_call_to(struct http_request *req, struct http_reply *rep, const struct store_session *to,
+		     const struct store_payload *p, struct store_call *c, const char *rr_group, size_t rr_glen);
+/* A woken call whose message could not be delivered, or whose receiver's
+ * home was lost: answers rep and returns true. */
+bool cluster_call_failed(struct http_request *req, struct http_reply *rep);
+/* POST /v1/replies/{id} for a call held by another node (its id's tag):
+ * the reply (by req->caller, body) goes there, and its answer is relayed.
+ * False: the call is this node's (or no live node's): the store answers. */
+bool cluster_reply_elsewhere(struct http_request *req, struct http_reply *rep, const char *body, size_t blen);
 /* A broadcast's rest: the n receivers homed on other nodes get p through
  * one forward per node; the answer (202 {"delivered", "full",
  * "unreachable"}) counts the local_delivered and lists full_ids (quoted
- * ids, comma-separated, len bytes) delivered here too. Sets rep->suspend,
+ * ids, comma-separated, len bytes) delivered here too. Each node's share
+ * is one item in its next batch of messages. Sets rep->suspend,
  * or answers. */
 void cluster_fanout(struct http_request *req, struct http_reply *rep, struct store_session *const *to, size_t n,
 		    const struct store_payload *p, size_t local_delivered, const char *full_ids, size_t len);

@@ -63,6 +63,43 @@ static bool body_timeout(const struct json_body *b, struct http_reply *rep, uint
 	return true;
 }
 
+/* A call to a session homed on another node (a cluster): parked here, its
+ * message sent to the receiver's home, its reply forwarded back by id. */
+static void call_elsewhere(struct http_request *req, struct http_reply *rep, const struct json_body *b,
+			   const struct target *t, struct store_session *to, struct store_entry *rr, uint64_t ms)
+{
+	struct store *st = req->app->store;
+	const struct json_member *body = json_body_member(b, "body"), *tm = json_body_member(b, "to");
+	struct store_payload *p = NULL;
+	struct store_call *c;
+	enum store_rc rc;
+
+	rc = store_call_park(st, to, req->now + ms, &req->waiter, &c);
+	if (rc != STORE_OK) {
+		reply_store_error(rep, rc);
+		if (rr) /* the server failed, not the member: it keeps its turn */
+			store_group_unpick(rr);
+		return;
+	}
+	req->state = c;
+	req->cleanup = free_call;
+	p = store_payload_new(req->caller ? req->caller->id : NULL, tm->value, tm->vlen, body ? body->value : "null",
+			      body ? body->vlen : 4);
+	if (p)
+		memcpy(p->reply_to, c->id, STORE_CALL_ID_LEN + 1);
+	if (p && cluster_call_to(req, rep, to, p, c, rr ? t->key : NULL, t->klen)) {
+		rep->suspend = true;
+	} else {
+		if (!p) {
+			reply_store_error(rep, STORE_E_NOMEM);
+			if (rr)
+				store_group_unpick(rr);
+		}
+		store_waiter_cancel(st, &req->waiter);
+	}
+	store_payload_unref(p);
+}
+
 void calls_start(struct http_request *req, struct http_reply *rep)
 {
 	struct json_body b = { 0 };
@@ -75,6 +112,8 @@ void calls_start(struct http_request *req, struct http_reply *rep)
 	uint64_t ms;
 
 	if (req->wake) { /* resumed: the call has ended */
+		if (req->app->cluster && cluster_call_failed(req, rep))
+			return; /* its message could not reach the receiver's home, or that home was lost */
 		call_answer(req, rep);
 		return;
 	}
@@ -86,8 +125,8 @@ void calls_start(struct http_request *req, struct http_reply *rep)
 	}
 	if (!target_single(req, rep, &t, &to, &rr))
 		goto out;
-	if (to->remote) { /* the call waits at the receiver's home; this request relays it */
-		cluster_forward_to(req, rep, to);
+	if (to->remote) { /* the call waits here; its message goes to the receiver's home */
+		call_elsewhere(req, rep, &b, &t, to, rr, ms);
 		goto out;
 	}
 	rc = store_call_start(req->app->store, to, req->caller ? req->caller->id : NULL,
@@ -112,6 +151,10 @@ void calls_reply(struct http_request *req, struct http_reply *rep)
 	const struct json_member *body;
 	enum store_rc rc;
 
+	if (req->cl_op) { /* a reply sent to the caller's node has been answered */
+		cluster_answer(req, rep);
+		return;
+	}
 	if (!req->token) {
 		reply_error(rep, ERR_MISSING_TOKEN, NULL);
 		return;
@@ -123,6 +166,10 @@ void calls_reply(struct http_request *req, struct http_reply *rep)
 		reply_error(rep, ERR_PAYLOAD_TOO_LARGE, "The body is over --max-value bytes.");
 		goto out;
 	}
+	/* a call held by another node: the reply goes there */
+	if (req->app->cluster &&
+	    cluster_reply_elsewhere(req, rep, body ? body->value : "null", body ? body->vlen : 4))
+		goto out;
 	rc = store_call_reply(req->app->store, req->param, req->param_len, req->caller,
 			      body ? body->value : "null", body ? body->vlen : 4);
 	if (rc == STORE_E_NOT_RECEIVER)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../cluster/cluster.h"
+#include "../cluster/mail.h"
 #include "../server/reply.h"
 #include "../server/uri.h"
 
@@ -135,71 +136,151 @@ out:
 	return ok;
 }
 
-/* POST /internal/deliver, from another node only: {"from", "to", "body",
- * "receivers": [ids]}: a broadcast's share for the sessions homed here.
- * {"delivered", "full"}. */
+/* One message item of a batch from another node: {"from", "to", "body",
+ * "receivers": [ids homed here], "reply_to"?}. Its result goes into w:
+ * {"delivered", "full": [ids], "gone": [ids]}. False when memory ran out. */
+static bool deliver_message(struct http_request *req, const struct json_body *b, struct jw *w)
+{
+	const struct json_member *to = json_body_member(b, "to"), *body = json_body_member(b, "body");
+	const cJSON *from = json_body_get(b, "from"), *rcv = json_body_get(b, "receivers");
+	const cJSON *rt = json_body_get(b, "reply_to"), *id;
+	size_t cap = (size_t)cJSON_GetArraySize(rcv) + 1, n = 0, i, delivered = 0;
+	struct store_session **ss = malloc(cap * sizeof(*ss));
+	bool *full = malloc(cap), first = true, ok = false;
+	struct store_payload *p = NULL;
+	struct jw gone = { 0 };
+
+	if (!ss || !full)
+		goto out;
+	p = store_payload_new(cJSON_IsString(from) && strlen(from->valuestring) == STORE_ID_LEN ? from->valuestring : NULL,
+			      to->value, to->vlen, body->value, body->vlen);
+	if (!p)
+		goto out;
+	if (cJSON_IsString(rt) && strlen(rt->valuestring) == STORE_CALL_ID_LEN)
+		memcpy(p->reply_to, rt->valuestring, STORE_CALL_ID_LEN + 1);
+	cJSON_ArrayForEach(id, rcv) {
+		struct store_session *s = cJSON_IsString(id) ? store_session_find(req->app->store, req->now, id->valuestring,
+										     strlen(id->valuestring)) : NULL;
+		if (s && !s->remote) {
+			ss[n++] = s;
+		} else if (cJSON_IsString(id) && strlen(id->valuestring) == STORE_ID_LEN) { /* it ended meanwhile */
+			if (gone.len)
+				jw_lit(&gone, ",");
+			jw_str(&gone, id->valuestring, STORE_ID_LEN);
+		}
+	}
+	if (store_mailbox_push_all(req->app->store, ss, n, p, full, &delivered) != STORE_OK || gone.oom)
+		goto out;
+	jw_lit(w, "{\"delivered\":");
+	jw_u64(w, delivered);
+	jw_lit(w, ",\"full\":[");
+	for (i = 0; i < n; i++) {
+		if (!full[i])
+			continue;
+		if (!first)
+			jw_lit(w, ",");
+		first = false;
+		jw_str(w, ss[i]->id, STORE_ID_LEN);
+	}
+	jw_lit(w, "],\"gone\":[");
+	jw_raw(w, gone.buf ? gone.buf : "", gone.len);
+	jw_lit(w, "]}");
+	ok = true;
+out:
+	free(gone.buf);
+	free(ss);
+	free(full);
+	store_payload_unref(p);
+	return ok;
+}
+
+/* A reply item: {"reply": call id, "by": replier's id, "body"}; result
+ * {"status": 204} or {"error": code}. False when memory ran out. */
+static bool deliver_reply(struct http_request *req, const struct json_body *b, struct jw *w)
+{
+	const cJSON *id = json_body_get(b, "reply"), *by = json_body_get(b, "by");
+	const struct json_member *body = json_body_member(b, "body");
+	struct store_session *s = cJSON_IsString(by) ? store_session_find(req->app->store, req->now, by->valuestring,
+									    strlen(by->valuestring)) : NULL;
+	enum store_rc rc;
+
+	rc = store_call_reply(req->app->store, id->valuestring, strlen(id->valuestring), s,
+			      body ? body->value : "null", body ? body->vlen : 4);
+	if (rc == STORE_E_NOMEM)
+		return false;
+	if (rc == STORE_OK)
+		jw_lit(w, "{\"status\":204}");
+	else if (rc == STORE_E_NOT_RECEIVER)
+		jw_lit(w, "{\"error\":\"bad_token\"}");
+	else
+		jw_lit(w, "{\"error\":\"call_not_found\"}");
+	return true;
+}
+
+/* POST /internal/deliver, from another node only (its secret): a batch of
+ * items for the sessions homed here (cluster/mail.h), a JSON array; the
+ * answer is 200 with an array of results, one per item, in order. Items
+ * are taken in order: per sender and receiver, messages keep their order. */
 void messages_deliver(struct http_request *req, struct http_reply *rep)
 {
-	struct json_body b = { 0 };
-	const struct json_member *to, *body;
-	const cJSON *from, *rcv, *id;
-	struct store_session **ss = NULL;
-	struct store_payload *p = NULL;
+	struct json_span *items = NULL;
 	struct jw w = { 0 };
-	bool *full = NULL, first = true;
-	size_t n = 0, i, delivered = 0;
+	const char *why = NULL;
+	long n, i;
 
 	if (!cluster_from_node(req)) {
 		reply_error(rep, ERR_NOT_FOUND, NULL);
 		return;
 	}
-	if (!need_body(req, rep, &b))
-		goto out;
-	to = json_body_member(&b, "to");
-	body = json_body_member(&b, "body");
-	from = json_body_get(&b, "from");
-	rcv = json_body_get(&b, "receivers");
-	if (!to || !body || !cJSON_IsArray(rcv)) {
-		reply_error(rep, ERR_BAD_REQUEST, NULL);
+	items = malloc(MAIL_MAX_ITEMS * sizeof(*items));
+	if (!items)
+		goto nomem;
+	n = json_array_split(req->body ? req->body : "", req->body_len, items, MAIL_MAX_ITEMS, &why);
+	if (n < 0) {
+		reply_error(rep, ERR_BAD_REQUEST, why);
 		goto out;
 	}
-	ss = malloc(((size_t)cJSON_GetArraySize(rcv) + 1) * sizeof(*ss));
-	full = malloc((size_t)cJSON_GetArraySize(rcv) + 1);
-	p = store_payload_new(cJSON_IsString(from) && strlen(from->valuestring) == STORE_ID_LEN ? from->valuestring : NULL,
-			      to->value, to->vlen, body->value, body->vlen);
-	if (!ss || !full || !p)
-		goto nomem;
-	cJSON_ArrayForEach(id, rcv) {
-		struct store_session *s = cJSON_IsString(id) ? store_session_find(req->app->store, req->now, id->valuestring,
-										     strlen(id->valuestring)) : NULL;
-		if (s && !s->remote) /* one that ended meanwhile gets nothing */
-			ss[n++] = s;
-	}
-	if (!need_room(rep, &w, 64 + n * (STORE_ID_LEN + 3)) ||
-	    store_mailbox_push_all(req->app->store, ss, n, p, full, &delivered) != STORE_OK)
-		goto nomem;
-	jw_lit(&w, "{\"delivered\":");
-	jw_u64(&w, delivered);
-	jw_lit(&w, ",\"full\":[");
+	jw_lit(&w, "[");
 	for (i = 0; i < n; i++) {
-		if (!full[i])
-			continue;
-		if (!first)
+		struct json_body b = { 0 };
+		const cJSON *reply, *touch, *rcv;
+		bool ok = true;
+		if (i)
 			jw_lit(&w, ",");
-		first = false;
-		jw_str(&w, ss[i]->id, STORE_ID_LEN);
+		enum json_body_rc rc = json_body_parse(items[i].p, items[i].n, &b, &why);
+		if (rc == JSON_BODY_NOMEM) {
+			ok = false;
+		} else if (rc != JSON_BODY_OK) {
+			jw_lit(&w, "{\"error\":\"bad_request\"}");
+		} else if (cJSON_IsString(reply = json_body_get(&b, "reply"))) {
+			ok = deliver_reply(req, &b, &w);
+		} else if (cJSON_IsString(touch = json_body_get(&b, "touch"))) {
+			/* a sign of life of a session homed here, seen by another node */
+			struct store_session *s = store_session_find(req->app->store, req->now, touch->valuestring,
+								      strlen(touch->valuestring));
+			if (s && !s->remote)
+				store_session_heartbeat(req->app->store, req->now, s, 0);
+			jw_lit(&w, "{\"status\":204}");
+		} else if (json_body_member(&b, "to") && json_body_member(&b, "body") &&
+			   cJSON_IsArray(rcv = json_body_get(&b, "receivers"))) {
+			ok = deliver_message(req, &b, &w);
+		} else {
+			jw_lit(&w, "{\"error\":\"bad_request\"}");
+		}
+		json_body_free(&b);
+		if (!ok)
+			goto nomem;
 	}
-	jw_lit(&w, "]}");
-	reply_jw(rep, 202, &w);
+	jw_lit(&w, "]");
+	if (w.oom)
+		goto nomem;
+	reply_jw(rep, 200, &w);
 	goto out;
 nomem:
 	reply_error(rep, ERR_NO_MEMORY, NULL);
 out:
 	free(w.buf);
-	free(ss);
-	free(full);
-	store_payload_unref(p);
-	json_body_free(&b);
+	free(items);
 }
 
 bool target_single(struct http_request *req, struct http_reply *rep, const struct target *t,
@@ -212,12 +293,6 @@ bool target_single(struct http_request *req, struct http_reply *rep, const struc
 
 	*to = NULL;
 	*rr = NULL;
-	if (req->receiver) { /* forwarded here by the node that chose the receiver */
-		*to = store_session_find(st, req->now, req->receiver, strlen(req->receiver));
-		if (!*to)
-			reply_error(rep, ERR_SESSION_NOT_FOUND, NULL);
-		return *to != NULL;
-	}
 	switch (t->kind) {
 	case T_NAME:
 		n = store_name_get(st, t->key, t->klen);
@@ -300,7 +375,7 @@ void messages_send(struct http_request *req, struct http_reply *rep)
 		goto out;
 	}
 	if (to->remote) { /* its home has its mailbox: the send goes there */
-		cluster_forward_to(req, rep, to);
+		cluster_send_to(req, rep, to, p, rr ? t.key : NULL, t.klen);
 		goto out;
 	}
 	if (!jw_grow(&w, 32))

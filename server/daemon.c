@@ -565,7 +565,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->req.if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 		r->req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 		r->req.forward_secret = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Rollcall-Forward");
-		r->req.receiver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Rollcall-Receiver");
 		if (r->bad_target || headers_hold_nul(conn))
 			return send_error(r, ERR_BAD_REQUEST, "The request holds a NUL byte in its target or a header.", true);
 		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)

@@ -338,6 +338,58 @@ static enum json_body_rc link_members(struct json_body *b, const char **why)
 	return JSON_BODY_OK;
 }
 
+long json_array_split(const char *s, size_t n, struct json_span *out, size_t max, const char **why)
+{
+	struct cursor c = { (const unsigned char *)s, (const unsigned char *)s + n, NULL, 0, JSON_MAX_DEPTH, NULL, false };
+	size_t k = 0;
+
+	ws(&c);
+	if (c.p == c.end || *c.p != '[') {
+		*why = "expected a JSON array";
+		return -1;
+	}
+	c.p++;
+	c.depth = 1;
+	ws(&c);
+	if (c.p < c.end && *c.p == ']') {
+		c.p++;
+	} else {
+		for (;;) {
+			const unsigned char *start;
+			ws(&c);
+			start = c.p;
+			if (!value(&c)) {
+				*why = c.why;
+				return -1;
+			}
+			if (k == max) {
+				*why = "too many elements";
+				return -1;
+			}
+			out[k].p = (const char *)start;
+			out[k].n = (size_t)(c.p - start);
+			k++;
+			ws(&c);
+			if (c.p < c.end && *c.p == ',') {
+				c.p++;
+				continue;
+			}
+			if (c.p < c.end && *c.p == ']') {
+				c.p++;
+				break;
+			}
+			*why = "expected ',' or ']' in an array";
+			return -1;
+		}
+	}
+	ws(&c);
+	if (c.p != c.end) {
+		*why = "unexpected text after the JSON value";
+		return -1;
+	}
+	return (long)k;
+}
+
 enum json_body_rc json_body_parse(const char *buf, size_t len, struct json_body *b, const char **why)
 {
 	struct cursor c = { (const unsigned char *)buf, (const unsigned char *)buf + len, NULL, 0, JSON_MAX_DEPTH, b, false };

@@ -45,6 +45,17 @@ const cJSON *json_body_get(const struct json_body *b, const char *name);
 
 void json_body_free(struct json_body *b);
 
+/* A piece of a JSON text. */
+struct json_span {
+	const char *p;
+	size_t n;
+};
+
+/* Checks that s[0..n) is one strict JSON array and puts each element's
+ * text in out[0..max): how many elements, or -1 when it is not such an
+ * array or has more than max elements (*why says which). */
+long json_array_split(const char *s, size_t n, struct json_span *out, size_t max, const char **why);
+
 /* Copies the valid JSON text s[0..n) into out (room for n bytes) without
  * the white space between tokens; returns the new length. A value kept
  * this way is one line (an event stream's data line stays one line) and

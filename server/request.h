@@ -66,7 +66,6 @@ struct http_request {
 	bool beyond;      /* the index asked for (min_index, an event's after) is beyond anything etcd has */
 	uint64_t etcd_rev; /* etcd's revision when the node caught up */
 	const char *forward_secret; /* X-Rollcall-Forward, or NULL */
-	const char *receiver;       /* X-Rollcall-Receiver of a forwarded send or call (only from a node), or NULL */
 	const char *content_type;   /* Content-Type, or NULL */
 	/* a streamed answer's state, owned by the stream (see http_stream) */
 	const struct http_stream *stream;

@@ -224,7 +224,6 @@ void router_dispatch(struct http_request *req, struct http_reply *rep)
 				return;
 			}
 		} else {
-			req->receiver = NULL; /* only a node forwards a receiver's id */
 			if (!min_index_ok(req, rep))
 				return;
 		}

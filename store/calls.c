@@ -34,17 +34,14 @@ static void unlink_call(struct store *st, struct store_call *c)
 	c->receiver = NULL;
 }
 
-enum store_rc store_call_start(struct store *st, struct store_session *receiver, const char *from,
-			       const char *to, size_t tolen, const char *body, size_t blen,
-			       uint64_t deadline, struct store_waiter *w, struct store_call **out)
+/* A new call with a fresh id, to receiver. */
+static struct store_call *call_new(struct store *st, struct store_session *receiver)
 {
 	struct store_call *c = calloc(1, sizeof(*c));
-	struct store_payload *p = NULL;
 	unsigned char raw[STORE_CALL_ID_LEN / 2];
-	enum store_rc rc;
 
 	if (!c)
-		return STORE_E_NOMEM;
+		return NULL;
 	do { /* 128 random bits (96 in a cluster, after the node's tag); a clash
 	      * is all but impossible, and cheap to rule out */
 		st->cfg.random(st->cfg.random_ctx, raw, sizeof(raw));
@@ -57,6 +54,32 @@ enum store_rc store_call_start(struct store *st, struct store_session *receiver,
 		store_hex(raw, sizeof(raw), c->id);
 	} while (hmap_get(&st->calls, c->id, STORE_CALL_ID_LEN));
 	memcpy(c->from, receiver->id, STORE_ID_LEN + 1);
+	return c;
+}
+
+/* Puts c on the id table and the receiver's list. */
+static void link_call(struct store *st, struct store_call *c, struct store_session *receiver)
+{
+	c->receiver = receiver;
+	c->r_next = receiver->calls;
+	if (receiver->calls)
+		receiver->calls->r_prev = c;
+	receiver->calls = c;
+	c->node.key = c->id;
+	c->node.klen = STORE_CALL_ID_LEN;
+	hmap_put(&st->calls, &c->node);
+}
+
+enum store_rc store_call_start(struct store *st, struct store_session *receiver, const char *from,
+			       const char *to, size_t tolen, const char *body, size_t blen,
+			       uint64_t deadline, struct store_waiter *w, struct store_call **out)
+{
+	struct store_call *c = call_new(st, receiver);
+	struct store_payload *p = NULL;
+	enum store_rc rc;
+
+	if (!c)
+		return STORE_E_NOMEM;
 	p = store_payload_new(from, to, tolen, body, blen);
 	if (!p) {
 		free(c);
@@ -79,16 +102,35 @@ enum store_rc store_call_start(struct store *st, struct store_session *receiver,
 		free(c);
 		return rc;
 	}
-	c->receiver = receiver;
-	c->r_next = receiver->calls;
-	if (receiver->calls)
-		receiver->calls->r_prev = c;
-	receiver->calls = c;
-	c->node.key = c->id;
-	c->node.klen = STORE_CALL_ID_LEN;
-	hmap_put(&st->calls, &c->node);
+	link_call(st, c, receiver);
 	*out = c;
 	return STORE_OK;
+}
+
+enum store_rc store_call_park(struct store *st, struct store_session *receiver, uint64_t deadline,
+			      struct store_waiter *w, struct store_call **out)
+{
+	struct store_call *c = call_new(st, receiver);
+	enum store_rc rc;
+
+	if (!c)
+		return STORE_E_NOMEM;
+	rc = store_waiter_park(st, w, WK_CALL, deadline);
+	if (rc != STORE_OK) {
+		free(c);
+		return rc;
+	}
+	w->call = c;
+	c->caller = w;
+	link_call(st, c, receiver);
+	*out = c;
+	return STORE_OK;
+}
+
+void store_call_fail(struct store *st, struct store_call *c)
+{
+	if (c && c->receiver && c->caller)
+		store_waiter_wake(st, c->caller, STORE_WAKE_GONE);
 }
 
 enum store_rc store_call_reply(struct store *st, const char *id, size_t idlen, struct store_session *replier,

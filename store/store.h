@@ -433,6 +433,19 @@ enum store_rc store_call_start(struct store *st, struct store_session *receiver,
 			       const char *to, size_t tolen, const char *body, size_t blen,
 			       uint64_t deadline, struct store_waiter *w, struct store_call **out);
 
+/* Cluster mode: a call to receiver, a session homed on another node, whose
+ * message the caller's node sends there itself: parks w as
+ * store_call_start does (same wakes, same table, so a reply forwarded here
+ * by id finds it and the receiver's end fails it), but puts nothing in the
+ * copy's mailbox. STORE_OK with *out, STORE_E_LIMIT, STORE_E_NOMEM. */
+enum store_rc store_call_park(struct store *st, struct store_session *receiver, uint64_t deadline,
+			      struct store_waiter *w, struct store_call **out);
+
+/* Ends a pending call c at once as if its receiver had ended (its caller
+ * wakes GONE): its message could not reach the receiver's home, or that
+ * home was lost. Nothing when c has already ended. */
+void store_call_fail(struct store *st, struct store_call *c);
+
 /* Answers call id with body (copied), by replier: STORE_OK (the caller
  * wakes), STORE_E_CALL_NOT_FOUND (unknown, answered, timed out, or its caller
  * went away), STORE_E_NOT_RECEIVER (replier is NULL or not the receiver),

@@ -61,6 +61,12 @@
  * duplicate or failed requests (see the ERROR lines); 2 usage; 3 could not
  * measure (setup failed, connection refused, the time limit, ...).
  *
+ * --recv-port P2 (a cluster): the receiving side (setup, sessions, names,
+ * waiters, responders) talks to the node on P2, so that its sessions are
+ * homed there, while senders and callers talk to the node on --port: every
+ * message and call crosses from one node to the other. --pid is then the
+ * receiving node's.
+ *
  * --pid lets the tool watch the server: CPU time during the run, VmRSS, and
  * "settled" (its CPU time has stopped moving and no socket of its port has
  * unread input in /proc/net/tcp), which is how a batch of long-polls is known
@@ -93,6 +99,7 @@ enum mode { M_LATENCY, M_MAXRATE, M_MEMORY, M_STREAMS, M_CALLS };
 static struct {
 	enum mode mode;
 	int port;
+	int recv_port;     /* 0: port; else the receiving side (setup, waiters, repliers) talks to this one */
 	int waiters;
 	double rate;
 	double seconds;
@@ -287,7 +294,7 @@ static int server_sockets(long *established, long *unread)
 		if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%x %x %x:%x", &lport, &rport, &st, &txq,
 			   &rxq) != 5)
 			continue;
-		if ((int)lport != opt.port || st != 1)
+		if ((int)lport != (opt.recv_port ? opt.recv_port : opt.port) || st != 1)
 			continue;
 		(*established)++;
 		if (rxq)
@@ -327,7 +334,7 @@ struct waiter {
 
 static int epfd;
 static int tfd; /* pacing timer, in epfd with data.ptr NULL */
-static struct sockaddr_in server;
+static struct sockaddr_in server, server_recv;
 static struct conn **dirty;
 static size_t ndirty, dirty_cap;
 static int connecting_now;
@@ -365,13 +372,14 @@ static struct conn *conn_new(enum kind kind, int id)
 	if (c->fd < 0)
 		fatal("socket: %s (open connections %ld; RLIMIT_NOFILE too low?)", strerror(errno), conns_open);
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, (struct sockaddr *)&server, sizeof(server)) == 0) {
+	const struct sockaddr_in *to = kind == K_SETUP || kind == K_WAITER || kind == K_REPLIER ? &server_recv : &server;
+	if (connect(c->fd, (const struct sockaddr *)to, sizeof(*to)) == 0) {
 		c->open = true;
 	} else if (errno == EINPROGRESS) {
 		c->connecting = true;
 		connecting_now++;
 	} else {
-		fatal("connect to 127.0.0.1:%d: %s", opt.port, strerror(errno));
+		fatal("connect to 127.0.0.1:%d: %s", ntohs(to->sin_port), strerror(errno));
 	}
 	conns_open++;
 	ev.events = EPOLLIN | EPOLLRDHUP | (c->connecting ? EPOLLOUT : 0);
@@ -2193,7 +2201,7 @@ static int run_calls(void)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: msgload --port P [--mode latency|maxrate|memory|streams|calls] [--waiters N]\n"
+		"usage: msgload --port P [--recv-port P2] [--mode latency|maxrate|memory|streams|calls] [--waiters N]\n"
 		"               [--rate R] [--seconds S] [--warmup S] [--senders K] [--pipeline D]\n"
 		"               [--window W] [--wait S] [--pid SERVER_PID] [--prefix lp-] [--timeout S]\n"
 		"               [--streams N] [--hold S]                          (streams)\n"
@@ -2233,6 +2241,8 @@ int main(int argc, char **argv)
 			opt.mode = (enum mode)m;
 		} else if (!strcmp(f, "--port")) {
 			opt.port = (int)num_arg(f, v, 1, 65535);
+		} else if (!strcmp(f, "--recv-port")) {
+			opt.recv_port = (int)num_arg(f, v, 1, 65535);
 		} else if (!strcmp(f, "--waiters")) {
 			opt.waiters = (int)num_arg(f, v, 1, 1000000);
 		} else if (!strcmp(f, "--rate")) {
@@ -2308,6 +2318,9 @@ int main(int argc, char **argv)
 	server.sin_family = AF_INET;
 	server.sin_port = htons((uint16_t)opt.port);
 	server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	server_recv = server;
+	if (opt.recv_port)
+		server_recv.sin_port = htons((uint16_t)opt.recv_port);
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
 		fatal("epoll_create1: %s", strerror(errno));
