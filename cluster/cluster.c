@@ -97,7 +97,7 @@ struct cluster {
 	struct op *expiring;      /* ends of our sessions etcd has not taken yet (fnext links) */
 	size_t batches_out;
 	uint64_t batch_last_sent; /* when the latest batch went */
-	uint64_t etcd_requests, etcd_failures, forwards, forward_failures;
+	uint64_t etcd_requests, etcd_failures, forwards, forward_failures, messages_forwarded;
 	double rtt_ms;
 };
 
@@ -1778,6 +1778,7 @@ struct op {
 	size_t blen;
 	bool with_index;
 	uint64_t index;
+	uint64_t sent_us; /* when the forward went */
 };
 
 struct fan { /* one node's share of a broadcast */
@@ -2753,6 +2754,7 @@ static void forward_done(void *ctx, const struct httpc_result *res)
 
 	op->hr = NULL;
 	forward_unlink(op);
+	mail_note(cl->mail, op->home, res->status == 0, now_us() - op->sent_us);
 	if (!op->req) {
 		op_free(op);
 		return;
@@ -2917,6 +2919,7 @@ static void forward(struct cluster *cl, struct http_request *req, struct http_re
 	o.ctx = op;
 	cl->forwards++;
 	req->cl_op = op;
+	op->sent_us = now_us();
 	op->hr = httpc_start(cl->hc, &o);
 	free(full);
 	if (!op->hr) {
@@ -3045,6 +3048,7 @@ static struct op *post_message(struct http_request *req, struct http_reply *rep,
 	if (!op->mi)
 		goto nomem;
 	cl->forwards++;
+	cl->messages_forwarded++;
 	req->cl_op = op;
 	return op;
 nomem:
@@ -3291,6 +3295,7 @@ void cluster_fanout(struct http_request *req, struct http_reply *rep, struct sto
 		cl->forwards++;
 		if (b && mail_post(cl->mail, nd->name, nd->url, b, blen, fan_done, f)) {
 			op->pending++;
+			cl->messages_forwarded++;
 		} else {
 			jw_list_add(&op->unreachable, f->ids.buf, f->ids.len);
 			free(f->ids.buf);
@@ -3586,6 +3591,8 @@ void cluster_get_stats(const struct cluster *cl, uint64_t now, struct cluster_st
 	out->watch_lag_ms = cl->last_watch_ms && now > cl->last_watch_ms ? now - cl->last_watch_ms : 0;
 	out->forwards = cl->forwards;
 	out->forward_failures = cl->forward_failures;
+	out->messages_forwarded = cl->messages_forwarded;
+	out->npeers = mail_stats(cl->mail, out->peers, CLUSTER_STATS_PEERS);
 }
 
 /* --- seams for the unit tests (tests/unit/test_cluster.c) --- */

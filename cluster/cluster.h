@@ -18,6 +18,9 @@
 #include <stdint.h>
 
 #include "../server/request.h"
+#include "mail.h"
+
+#define CLUSTER_STATS_PEERS 64
 
 struct cluster;
 
@@ -141,6 +144,11 @@ struct cluster_stats {
 	double etcd_rtt_ms;      /* a moving average of etcd round trips */
 	uint64_t watch_lag_ms;   /* since the watch last brought something (progress included) */
 	uint64_t forwards, forward_failures;
+	uint64_t messages_forwarded; /* message items sent to other nodes (a broadcast: one per node) */
+	/* by peer node: batches of messages and forwarded requests sent, failed,
+	 * items in the batches, round trips */
+	size_t npeers;
+	struct mail_peer_stats peers[CLUSTER_STATS_PEERS];
 };
 void cluster_get_stats(const struct cluster *cl, uint64_t now, struct cluster_stats *out);
 

@@ -84,6 +84,67 @@ static const struct metrics *metrics_of(const struct http_request *req)
 	return req->app->metrics ? req->app->metrics : &none;
 }
 
+/* One counter family by peer node: name{peer="n2"} v, for each peer. */
+static void peer_family(struct jw *w, const struct cluster_stats *cs, const char *name, const char *help,
+			const char *type, int which)
+{
+	jw_lit(w, "# HELP ");
+	jw_lit(w, name);
+	jw_lit(w, " ");
+	jw_lit(w, help);
+	jw_lit(w, "\n# TYPE ");
+	jw_lit(w, name);
+	jw_lit(w, " ");
+	jw_lit(w, type);
+	jw_lit(w, "\n");
+	for (size_t i = 0; i < cs->npeers; i++) {
+		const struct mail_peer_stats *p = &cs->peers[i];
+		jw_lit(w, name);
+		jw_lit(w, "{peer=\"");
+		jw_lit(w, p->peer);
+		jw_lit(w, "\"} ");
+		switch (which) {
+		case 0:
+			jw_u64(w, p->batches);
+			break;
+		case 1:
+			jw_u64(w, p->failed);
+			break;
+		default:
+			jw_u64(w, p->items);
+			break;
+		}
+		jw_lit(w, "\n");
+	}
+}
+
+/* Forwards to each peer node: sent, failed, items, round trips. */
+static void peer_metrics(struct jw *w, const struct cluster_stats *cs)
+{
+	peer_family(w, cs, "rollcall_peer_forwards_total",
+		    "Requests sent to a peer node (batches of messages, and forwarded requests).", "counter", 0);
+	peer_family(w, cs, "rollcall_peer_forward_failures_total", "Requests to a peer node that got no good answer.",
+		    "counter", 1);
+	peer_family(w, cs, "rollcall_peer_items_total", "Messages, calls, replies and signs of life sent to a peer node.",
+		    "counter", 2);
+	/* a summary without quantiles: the sum and count of round trips */
+	jw_lit(w, "# HELP rollcall_peer_forward_seconds Round trips of answered requests to a peer node.\n"
+		  "# TYPE rollcall_peer_forward_seconds summary\n");
+	for (size_t i = 0; i < cs->npeers; i++) {
+		char tmp[64];
+		const struct mail_peer_stats *p = &cs->peers[i];
+		jw_lit(w, "rollcall_peer_forward_seconds_sum{peer=\"");
+		jw_lit(w, p->peer);
+		jw_lit(w, "\"} ");
+		jw_raw(w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.6f", (double)p->latency_us_sum / 1e6));
+		jw_lit(w, "\nrollcall_peer_forward_seconds_count{peer=\"");
+		jw_lit(w, p->peer);
+		jw_lit(w, "\"} ");
+		jw_u64(w, p->latency_count);
+		jw_lit(w, "\n");
+	}
+}
+
 void ops_metrics(struct http_request *req, struct http_reply *rep)
 {
 	const struct metrics *m = metrics_of(req);
@@ -125,6 +186,10 @@ void ops_metrics(struct http_request *req, struct http_reply *rep)
 		gauge(&w, "rollcall_forwards_total", "Requests forwarded to another node.", "counter", cs.forwards);
 		gauge(&w, "rollcall_forward_failures_total", "Forwards whose node could not be reached.", "counter",
 		      cs.forward_failures);
+		gauge(&w, "rollcall_messages_forwarded_total",
+		      "Messages sent to other nodes' sessions (a broadcast: one per node).", "counter",
+		      cs.messages_forwarded);
+		peer_metrics(&w, &cs);
 	}
 	gauge(&w, "rollcall_calls_pending", "Calls waiting for their reply.", "gauge", s.calls_pending);
 	jw_lit(&w, "# HELP rollcall_calls_total Calls ended, by how.\n# TYPE rollcall_calls_total counter\n");
@@ -229,7 +294,26 @@ void ops_stats(struct http_request *req, struct http_reply *rep)
 		num(&w, "watch_lag_ms", cs.watch_lag_ms, 1);
 		num(&w, "forwards", cs.forwards, 1);
 		num(&w, "forward_failures", cs.forward_failures, 1);
-		jw_lit(&w, "}");
+		num(&w, "messages_forwarded", cs.messages_forwarded, 1);
+		jw_lit(&w, ",\"peers\":{");
+		for (size_t i = 0; i < cs.npeers; i++) {
+			const struct mail_peer_stats *p = &cs.peers[i];
+			jw_lit(&w, i ? "," : "");
+			jw_str(&w, p->peer, strlen(p->peer));
+			jw_lit(&w, ":{\"forwards\":");
+			jw_u64(&w, p->batches);
+			num(&w, "failed", p->failed, 1);
+			num(&w, "items", p->items, 1);
+			num(&w, "queued", p->queued, 1);
+			jw_lit(&w, ",\"latency_ms_avg\":");
+			jw_raw(&w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.3f",
+							  p->latency_count ? (double)p->latency_us_sum / p->latency_count / 1000
+									   : 0.0));
+			jw_lit(&w, ",\"latency_ms_max\":");
+			jw_raw(&w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.3f", (double)p->latency_us_max / 1000));
+			jw_lit(&w, "}");
+		}
+		jw_lit(&w, "}}");
 	}
 	jw_lit(&w, ",\"requests\":{\"by_route\":{");
 	for (r = 0; r <= nroutes; r++) {

@@ -26,6 +26,7 @@ import etcd  # noqa: E402
 import harness  # noqa: E402
 import test_flags  # noqa: E402,F401
 import test_api  # noqa: E402,F401
+import test_messaging  # noqa: E402,F401
 import test_nodes  # noqa: E402,F401
 import test_consistency  # noqa: E402,F401
 import test_node_loss  # noqa: E402,F401

@@ -599,7 +599,7 @@ def test_clients_cannot_pass_for_a_node(ctx):
     other = a.session(node=n3)
     expect_status(a.put(name_path("pass/x"), None, token=holder.token, node=n2), 201)
     c1 = n1.client()
-    body = {"from": None, "to": {"session": other.id}, "body": 1, "receivers": [other.id]}
+    body = [{"from": None, "to": {"session": other.id}, "body": 1, "receivers": [other.id]}]
     for hdrs in ({}, {"X-Rollcall-Forward": "0" * 32}, {"X-Rollcall-Forward": "not-a-secret"}):
         expect_error(c1.post("/internal/deliver", body, headers=hdrs), 404, "not_found")
     r = c1.post("/v1/send", {"to": {"name": "pass/x"}, "body": "hi"},

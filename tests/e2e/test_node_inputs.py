@@ -73,7 +73,9 @@ def test_a_client_cannot_use_the_node_to_node_path(ctx):
     srv = ctx.start()
     c = ctx.client(srv)
     s = c.session()
-    body = {"from": None, "to": {"session": s.id}, "body": 1, "receivers": [s.id]}
+    # a batch as nodes send them (cluster/mail.h): a message, a reply, a sign of life
+    body = [{"from": None, "to": {"session": s.id}, "body": 1, "receivers": [s.id]},
+            {"reply": "0" * 32, "by": s.id, "body": 1}, {"touch": s.id}]
     expect_error(c.post("/internal/deliver", body), 404, "not_found")
     expect_error(c.post("/internal/deliver", body, headers={"X-Rollcall-Forward": "0" * 32}), 404, "not_found")
     expect_error(c.post("/internal/deliver", raw="{"), 404, "not_found")
