@@ -48,6 +48,7 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(wildcard tests/unit/*.h)
 # test_oom fails our own allocations one by one.
 $(BUILD)/unit/test_oom: UNIT_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 $(BUILD)/unit/test_httpc: UNIT_LDFLAGS = -pthread -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+$(BUILD)/unit/test_mail: UNIT_LDFLAGS = -pthread
 $(BUILD)/unit/test_etcd: UNIT_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
 deps:
@@ -82,9 +83,10 @@ bench: deps
 
 # The cluster benchmark (tests/bench/cluster.sh): a 3-member etcd and 3 nodes
 # on this machine; GET and heartbeat on a node against a single node,
-# registrations against etcd's own rate for their transaction, how long a
-# killed node's names outlive it, and the pause in writes when the etcd
-# leader is killed. About 2 minutes with BENCH_SECONDS=10 (the default).
+# registrations against etcd's own rate for their transaction, messages and
+# calls from node to node, how long a killed node's names outlive it, and
+# the pause in writes when the etcd leader is killed. About 3 minutes with
+# BENCH_SECONDS=10 (the default).
 bench-cluster: deps
 	@sh scripts/install-deps.sh wrk
 	@$(MAKE) --no-print-directory all

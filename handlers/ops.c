@@ -59,7 +59,8 @@ static void jw_double(struct jw *w, double v)
 		jw_raw(w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.17g", v));
 }
 
-static void gauge(struct jw *w, const char *name, const char *help, const char *type, uint64_t v)
+/* A metric family's # HELP and # TYPE lines. */
+static void family(struct jw *w, const char *name, const char *help, const char *type)
 {
 	jw_lit(w, "# HELP ");
 	jw_lit(w, name);
@@ -70,6 +71,11 @@ static void gauge(struct jw *w, const char *name, const char *help, const char *
 	jw_lit(w, " ");
 	jw_lit(w, type);
 	jw_lit(w, "\n");
+}
+
+static void gauge(struct jw *w, const char *name, const char *help, const char *type, uint64_t v)
+{
+	family(w, name, help, type);
 	jw_lit(w, name);
 	jw_lit(w, " ");
 	jw_u64(w, v);
@@ -88,15 +94,7 @@ static const struct metrics *metrics_of(const struct http_request *req)
 static void peer_family(struct jw *w, const struct cluster_stats *cs, const char *name, const char *help,
 			const char *type, int which)
 {
-	jw_lit(w, "# HELP ");
-	jw_lit(w, name);
-	jw_lit(w, " ");
-	jw_lit(w, help);
-	jw_lit(w, "\n# TYPE ");
-	jw_lit(w, name);
-	jw_lit(w, " ");
-	jw_lit(w, type);
-	jw_lit(w, "\n");
+	family(w, name, help, type);
 	for (size_t i = 0; i < cs->npeers; i++) {
 		const struct mail_peer_stats *p = &cs->peers[i];
 		jw_lit(w, name);
@@ -128,8 +126,7 @@ static void peer_metrics(struct jw *w, const struct cluster_stats *cs)
 	peer_family(w, cs, "rollcall_peer_items_total", "Messages, calls, replies and signs of life sent to a peer node.",
 		    "counter", 2);
 	/* a summary without quantiles: the sum and count of round trips */
-	jw_lit(w, "# HELP rollcall_peer_forward_seconds Round trips of answered requests to a peer node.\n"
-		  "# TYPE rollcall_peer_forward_seconds summary\n");
+	family(w, "rollcall_peer_forward_seconds", "Round trips of answered requests to a peer node.", "summary");
 	for (size_t i = 0; i < cs->npeers; i++) {
 		char tmp[64];
 		const struct mail_peer_stats *p = &cs->peers[i];

@@ -26,13 +26,17 @@
 #      the session and node keys, create-if-absent, put; every answer must
 #      say "succeeded":true), POSTed straight to /v3/kv/txn of the member
 #      the nodes write to (the first of --etcd); target >= 1.0.
-#   4. node loss (cluster_nodeloss.py): n3 registers BENCH_LOSS_NAMES names
+#   4. messages and calls from n1 to sessions homed on n2 (msgload.c with
+#      --recv-port; see bench_messages): p99 at 2,000 msg/s open loop
+#      (target < 10 ms); the highest rate against a single node's (>= 0.5);
+#      calls with 1,000 callers (>= 5,000 calls/s).
+#   5. node loss (cluster_nodeloss.py): n3 registers BENCH_LOSS_NAMES names
 #      (20 sessions, 64 connections), is killed with kill -9, and n1 and n2
 #      are polled (GET /v1/names?prefix=loss-&limit=1 every 20 ms) until the
 #      names are gone; the contract: at most --node-ttl + 2 s (and no
 #      sooner than 2/3 of --node-ttl after its last renewal, which can be up
 #      to --node-ttl/3 before the kill).
-#   5. etcd fail-over (cluster_failover.py): an open-loop stream of
+#   6. etcd fail-over (cluster_failover.py): an open-loop stream of
 #      registrations through n1 and n2 (one every 20 ms, in turn), the etcd
 #      leader killed with kill -9; the gap between the last write
 #      acknowledged before the kill and the first one sent after it that is
@@ -733,6 +737,95 @@ bench_failover() {
             l, gap / 1000, ld, -last, first, a1, a2, (nl == "" ? "?" : nl), acked, sent, n503, infl, io, extra }')
 }
 
+# ------------------------------------------------------------- messages ---
+# Messages and calls from n1 to sessions homed on n2, by msgload.c (its
+# --recv-port: the receivers' sessions, names and long-polls are on n2, the
+# senders and callers talk to n1): every message crosses from node to node
+# through n1's forwarder. Figures (issue targets in brackets):
+#   - latency, open loop at 2,000 msg/s to 1,000 names on n2 [p99 < 10 ms]
+#   - the highest rate (closed loop) across nodes, against the same on a
+#     single node started for it (the anchor, on CPU 0 like n1) [>= 0.5]
+#   - calls: 1,000 callers on n1, 16 responders on n2 answering at once
+#     [>= 5,000 calls/s]; the same on the single node for reference.
+# msgload runs where wrk runs (CPU 1).
+MSGLOAD="" MSG_ROWS=()
+build_msgload() {
+    [ -n "$MSGLOAD" ] && return 0
+    echo
+    echo "=== building msgload: ${CC:-cc} -O2 -Wall -Wextra -Werror $HERE/msgload.c"
+    if "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$TMP/msgload" "$HERE/msgload.c" 2>&1 | sed 's/^/  /' &&
+            [ -x "$TMP/msgload" ]; then
+        MSGLOAD="$TMP/msgload"
+        return 0
+    fi
+    problem "msgload did not build"
+    return 1
+}
+
+# msg_run LABEL OUT ARG...: msgload ARG... (on CPU 1), output kept in OUT and
+# printed; true when it measured (its RESULT line says measured=1).
+msg_run() {
+    local label=$1 out=$2
+    shift 2
+    echo
+    echo "=== $label [at $(elapsed) s]: ${WRK_CPU[*]:+${WRK_CPU[*]} }msgload $*"
+    "${WRK_CPU[@]}" "$MSGLOAD" "$@" >"$out" 2>&1
+    sed 's/^/  /' "$out" | grep -v '^  msgload: progress' | tail -12
+    grep -q '^RESULT .*measured=1' "$out" || { problem "$label: not measured (see msgload's output)"; return 1; }
+    grep -q '^RESULT .*clean=1' "$out" || problem "$label: msgload saw lost, duplicate or failed messages or calls"
+    return 0
+}
+
+res() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p" | tail -1; }  # res FILE KEY: from the RESULT line
+
+bench_messages() {
+    local n1=${NODE_PORT[1]} n2=${NODE_PORT[2]} out single_rate="" single_calls="" x
+    build_msgload || return
+    if ! node_alive 1 "the message figures" || ! node_alive 2 "the message figures"; then
+        MSG_ROWS+=("messages across nodes: NOT MEASURED (n1 or n2 is not running)")
+        return
+    fi
+    out="$TMP/msg-latency.out"
+    if msg_run "messages n1 -> n2, open loop 2000/s" "$out" --mode latency --port "$n1" --recv-port "$n2" \
+            --pid "${NODE_PID[2]}" --waiters 1000 --rate 2000 --seconds "$SECS" --prefix xl-; then
+        x=$(res "$out" p99_ms)
+        MSG_ROWS+=("$(awk -v p50="$(res "$out" p50_ms)" -v p99="$x" -v mx="$(res "$out" max_ms)" \
+            -v s="$(res "$out" rate_sent)" -v lost="$(res "$out" lost)" 'BEGIN {
+            printf "send n1 -> n2, open loop 2000 msg/s, 1000 receivers: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %s sent/s, %s lost (target p99 < 10 ms: %s)",
+                p50, p99, mx, s, lost, (p99 + 0 < 10 ? "PASS" : "ABOVE") }')")
+    fi
+    echo
+    echo "=== single-node rollcall for the message anchors [at $(elapsed) s]"
+    if start_single; then
+        out="$TMP/msg-single-max.out"
+        msg_run "messages, single node, closed loop (anchor)" "$out" --mode maxrate --port "$SINGLE_PORT" \
+            --pid "$SINGLE_PID" --waiters 1000 --seconds "$SECS" --prefix xs- && single_rate=$(res "$out" rate_received)
+        out="$TMP/msg-single-calls.out"
+        msg_run "calls, single node, 1000 callers (reference)" "$out" --mode calls --port "$SINGLE_PORT" \
+            --pid "$SINGLE_PID" --callers 1000 --responders 16 --group xs-calls --seconds "$SECS" &&
+            single_calls=$(res "$out" rate)
+        stop_single
+    fi
+    out="$TMP/msg-cross-max.out"
+    if msg_run "messages n1 -> n2, closed loop" "$out" --mode maxrate --port "$n1" --recv-port "$n2" \
+            --pid "${NODE_PID[2]}" --waiters 1000 --seconds "$SECS" --prefix xm-; then
+        MSG_ROWS+=("$(awk -v c="$(res "$out" rate_received)" -v s="$single_rate" 'BEGIN {
+            if (s == "") { printf "highest send rate n1 -> n2: %.0f msg/s (no single-node anchor)", c; exit }
+            r = c / s;
+            printf "highest send rate n1 -> n2: %.0f msg/s against %.0f msg/s on a single node: ratio %.2f (target >= 0.5: %s)",
+                c, s, r, (r >= 0.5 ? "PASS" : "BELOW") }')")
+    fi
+    out="$TMP/msg-cross-calls.out"
+    if msg_run "calls n1 -> n2, 1000 callers" "$out" --mode calls --port "$n1" --recv-port "$n2" \
+            --pid "${NODE_PID[2]}" --callers 1000 --responders 16 --group xc-calls --seconds "$SECS"; then
+        MSG_ROWS+=("$(awk -v c="$(res "$out" rate)" -v s="$single_calls" -v p99="$(res "$out" p99_ms)" \
+            -v e="$(res "$out" errors)" -v w="$(res "$out" wrong)" 'BEGIN {
+            printf "calls n1 -> n2, 1000 callers, 16 responders: %.0f calls/s, p99 %.1f ms, %d errors, %d wrong answers (target >= 5000/s: %s)%s",
+                c, p99, e, w, (c >= 5000 ? "PASS" : "BELOW"),
+                (s == "" ? "" : sprintf("; a single node: %.0f calls/s", s)) }')")
+    fi
+}
+
 # ----------------------------------------------------------------- main ---
 echo "rollcall cluster benchmark: $BIN"
 echo "wrk settings for every wrk figure: $WRK_DESC${WRK_CPU[*]:+ (wrk on CPU 1, the server under test on CPU 0)}"
@@ -746,10 +839,12 @@ fi
 bench_pairs
 if [ $CLUSTER_OK = 1 ]; then
     bench_register
+    bench_messages
     bench_node_loss
     bench_failover
 else
     for l in "$LBL_TXN" "$LBL_REG"; do W_RPS=""; add_row "$l" "" "" "no cluster"; done
+    MSG_ROWS+=("messages across nodes: NOT MEASURED (no cluster)")
     LOSS_ROW="node loss: NOT MEASURED (no cluster)"
     FAIL_ROW="etcd leader kill: NOT MEASURED (no cluster)"
 fi
@@ -758,6 +853,7 @@ echo
 echo "=== results [at $(elapsed) s] ($WRK_DESC; ratio = req/s / the anchor above it; CPU in % of one CPU; $(nproc) CPUs)"
 printf '%-34s %9s %9s %6s  %-15s %s\n' "figure" "req/s" "p99" "ratio" "target" "notes"
 for row in "${ROWS[@]}"; do echo "$row" | sed 's/ *$//'; done
+for row in "${MSG_ROWS[@]}"; do echo "$row"; done
 echo "$LOSS_ROW"
 echo "$FAIL_ROW"
 if [ "$ETCD_CPU_TICKS" -gt 0 ] 2>/dev/null; then
