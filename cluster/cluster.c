@@ -3044,6 +3044,13 @@ static struct op *post_message(struct http_request *req, struct http_reply *rep,
 	item = message_item(p, ids, sizeof(ids), reply_to, &len);
 	snprintf(op->home, sizeof(op->home), "%s", nd->name);
 	op->mi = item ? mail_post(cl->mail, nd->name, nd->url, item, len, done, op) : NULL;
+	if (!op->mi && item) { /* MAIL_MAX_QUEUED wait for that node already */
+		free(item);
+		give_turn_back(op);
+		reply_error(rep, ERR_NODE_UNREACHABLE, "Too many messages wait for the receiver's node; nothing was delivered.");
+		op_free(op);
+		return NULL;
+	}
 	free(item);
 	if (!op->mi)
 		goto nomem;

@@ -137,7 +137,7 @@ struct mail_item *mail_post(struct mail *m, const char *peer, const char *url, c
 	struct peer *p = peer_get(m, peer, true);
 	struct mail_item *it;
 
-	if (!p)
+	if (!p || p->queued >= MAIL_MAX_QUEUED)
 		return NULL;
 	if (!p->url || strcmp(p->url, url)) { /* first seen, or advertised anew */
 		char *u = strdup(url);
@@ -200,9 +200,10 @@ void mail_forget(struct mail *m, struct mail_item *it)
 static void batch_send(struct peer *p);
 
 /* Ends the batch out of p: each item's done gets its result (results: the
- * answer's array, one per item; NULL when there was no good answer). Then
- * the next batch goes, if any is queued. */
-static void batch_end(struct peer *p, const cJSON *results, bool timed_out)
+ * answer's array, one per item; NULL when there was no good answer; an
+ * entry that is not an object counts as none). Then, with send_next, the next
+ * batch goes if any is queued (else at the next mail_flush). */
+static void batch_end(struct peer *p, const cJSON *results, bool timed_out, bool send_next)
 {
 	struct mail_item *it = p->out, *next;
 	const cJSON *r = results ? results->child : NULL;
@@ -212,12 +213,12 @@ static void batch_end(struct peer *p, const cJSON *results, bool timed_out)
 	for (; it; it = next) {
 		next = it->next;
 		if (!it->forgotten && it->done)
-			it->done(it->ctx, r, timed_out);
+			it->done(it->ctx, cJSON_IsObject(r) ? r : NULL, timed_out);
 		if (r)
 			r = r->next;
 		item_free(it);
 	}
-	if (p->head && !p->hr)
+	if (send_next && p->head && !p->hr)
 		batch_send(p);
 }
 
@@ -246,7 +247,7 @@ static void batch_done(void *ctx, const struct httpc_result *res)
 	p->hr = NULL; /* httpc frees the request after this call */
 	if (res->status == 0 && !res->timed_out && m->broken)
 		m->broken(m->ctx, p->name);
-	batch_end(p, results, !results && res->status == 0 && res->timed_out);
+	batch_end(p, results, !results && res->status == 0 && res->timed_out, true);
 	cJSON_Delete(root);
 }
 
@@ -257,7 +258,7 @@ static void batch_send(struct peer *p)
 	struct mail_item *it, *last = NULL;
 	size_t n = 0, bytes = 16, len = 0;
 	const char *hdrs[4];
-	char secret[96];
+	char secret[128];
 	struct httpc_opts o = { 0 };
 	char *url, *body;
 	size_t h = 0;
@@ -322,10 +323,10 @@ static void batch_send(struct peer *p)
 	free(body);
 	if (!p->hr) {
 		p->st.failed++;
-		batch_end(p, NULL, false);
+		batch_end(p, NULL, false, false);
 	}
 	return;
-fail: /* out of memory: the head item fails, the rest waits for the next try */
+fail: /* out of memory: the head item fails, the rest waits for the next mail_flush */
 	it = p->head;
 	p->head = it->next;
 	if (!p->head)
@@ -334,8 +335,9 @@ fail: /* out of memory: the head item fails, the rest waits for the next try */
 	it->next = NULL;
 	it->out = true;
 	p->out = it;
+	p->st.batches++;
 	p->st.failed++;
-	batch_end(p, NULL, false);
+	batch_end(p, NULL, false, false);
 }
 
 void mail_flush(struct mail *m)
@@ -383,7 +385,7 @@ void mail_peer_lost(struct mail *m, const char *peer)
 	}
 	for (q = p->out; q; q = q->next)
 		q->out = true;
-	batch_end(p, NULL, false);
+	batch_end(p, NULL, false, false);
 }
 
 void mail_note(struct mail *m, const char *peer, bool failed, uint64_t latency_us)

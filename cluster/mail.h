@@ -12,7 +12,10 @@
  * turn goes then. A batch that gets no complete, well-formed answer (the
  * peer closed the connection mid-batch, refused it, timed out) fails all of
  * its items: at least once, as on one node, since the peer may have taken
- * them before it failed to answer. */
+ * them before it failed to answer. And when a kept-alive connection turns
+ * out to be dead before any of the answer came, libcurl sends the batch
+ * again on a new one: a peer that took it and died answering may get it
+ * twice (a message delivered twice; a second reply is call_not_found). */
 #ifndef ROLLCALL_MAIL_H
 #define ROLLCALL_MAIL_H
 
@@ -23,6 +26,7 @@
 #include <cjson/cJSON.h>
 
 #define MAIL_MAX_ITEMS 1024
+#define MAIL_MAX_QUEUED 100000 /* items waiting for one peer; more are refused */
 
 struct httpc;
 struct mail;
@@ -64,8 +68,8 @@ struct mail *mail_new(struct httpc *hc, const char *secret, const char *auth_tok
 void mail_free(struct mail *m);
 
 /* Queues item (len bytes of a JSON object, copied) for the node peer, whose
- * URL is url (http://host:port). NULL when out of memory (done is not
- * called then). */
+ * URL is url (http://host:port). NULL when out of memory or when
+ * MAIL_MAX_QUEUED items already wait for peer (done is not called then). */
 struct mail_item *mail_post(struct mail *m, const char *peer, const char *url, const char *item, size_t len,
 			    mail_done_fn done, void *ctx);
 

@@ -9,10 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -26,9 +23,9 @@
 #include <unistd.h>
 
 #include "../../cluster/httpc.h"
+#include "fake_server.h"
 
 #define TAG 77
-#define MAX_CONNS 512
 #define BIG_LINE (5u * 1024 * 1024)
 #define BIG_POST (2u * 1024 * 1024)
 
@@ -73,51 +70,19 @@ static void arm(long k)
 	allocations = 0;
 }
 
-/* --- the scripted server --- */
+/* --- the scripted server (fake_server.h) --- */
 
-static struct server {
-	int lfd, port;
-	pthread_t acceptor;
-	pthread_mutex_t mu;
-	int accepts;
-	int nconns;
-	int fds[MAX_CONNS];
-	pthread_t threads[MAX_CONNS];
-	bool stopping;
-	/* the last request seen */
+/* The last request seen, under srv.mu. */
+static struct {
 	char head[8192];
 	bool saw_expect;
-} srv;
+} last;
 
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 
 	nanosleep(&ts, NULL);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool send_all(int fd, const void *p, size_t n)
-{
-	const char *s = p;
-
-	while (n) {
-		ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return false;
-		s += k;
-		n -= (size_t)k;
-	}
-	return true;
 }
 
 static bool send_str(int fd, const char *s)
@@ -131,37 +96,6 @@ static bool send_chunk(int fd, const char *p, size_t n)
 
 	snprintf(h, sizeof(h), "%zx\r\n", n);
 	return send_str(fd, h) && send_all(fd, p, n) && send_str(fd, "\r\n");
-}
-
-/* Reads a request head byte by byte (never past it); 0 when the peer left. */
-static size_t read_head(int fd, char *buf, size_t cap)
-{
-	size_t n = 0;
-
-	while (n + 1 < cap) {
-		ssize_t k = recv(fd, buf + n, 1, 0);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return 0;
-		n++;
-		buf[n] = '\0';
-		if (n >= 4 && memcmp(buf + n - 4, "\r\n\r\n", 4) == 0)
-			return n;
-	}
-	return 0;
-}
-
-/* Waits until the client goes away (or the server stops). */
-static void wait_gone(int fd)
-{
-	char b[256];
-
-	for (;;) {
-		ssize_t k = recv(fd, b, sizeof(b), 0);
-		if (k == 0 || (k < 0 && errno != EINTR))
-			return;
-	}
 }
 
 static const char JSON_ANSWER[] =
@@ -256,129 +190,31 @@ static bool answer(int fd, const char *method, const char *path, const char *bod
 	return send_str(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
 }
 
-static void *conn_main(void *arg)
+/* Serves one connection's requests in turn, keeping the last head seen. */
+static void serve(int fd)
 {
-	int fd = (int)(intptr_t)arg;
 	char head[8192];
 
 	for (;;) {
-		char method[16] = "", path[256] = "", *body = NULL;
-		const char *cl;
-		size_t body_len = 0, got = 0;
+		char method[16] = "", path[256] = "", *body;
+		size_t body_len;
 		bool keep;
 
 		if (!read_head(fd, head, sizeof(head)))
 			break;
 		sscanf(head, "%15s %255s", method, path);
-		cl = strcasestr(head, "\r\nContent-Length:");
-		if (cl)
-			body_len = strtoul(cl + 17, NULL, 10);
 		pthread_mutex_lock(&srv.mu);
-		memcpy(srv.head, head, sizeof(head));
-		srv.saw_expect = strcasestr(head, "\r\nExpect:") != NULL;
+		memcpy(last.head, head, sizeof(head));
+		last.saw_expect = strcasestr(head, "\r\nExpect:") != NULL;
 		pthread_mutex_unlock(&srv.mu);
-		if (body_len) {
-			body = malloc(body_len);
-			if (!body)
-				break;
-			while (got < body_len) {
-				ssize_t k = recv(fd, body + got, body_len - got, 0);
-				if (k <= 0)
-					break;
-				got += (size_t)k;
-			}
-		}
-		keep = got == body_len && answer(fd, method, path, body, body_len);
+		body = read_body(fd, head, &body_len);
+		if (!body)
+			break;
+		keep = answer(fd, method, path, body, body_len);
 		free(body);
 		if (!keep)
 			break;
 	}
-	shutdown(fd, SHUT_RDWR); /* closed by server_stop, after the join */
-	return NULL;
-}
-
-static void *accept_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		int fd = accept(srv.lfd, NULL, NULL), one = 1;
-		bool stopping;
-
-		pthread_mutex_lock(&srv.mu);
-		stopping = srv.stopping;
-		pthread_mutex_unlock(&srv.mu);
-		if (fd < 0) {
-			if (errno == EINTR && !stopping)
-				continue;
-			return NULL;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		pthread_mutex_lock(&srv.mu);
-		if (srv.stopping || srv.nconns == MAX_CONNS ||
-		    pthread_create(&srv.threads[srv.nconns], NULL, conn_main, (void *)(intptr_t)fd) != 0) {
-			close(fd);
-		} else {
-			srv.fds[srv.nconns++] = fd;
-			srv.accepts++;
-		}
-		pthread_mutex_unlock(&srv.mu);
-	}
-}
-
-/* A socket bound to 127.0.0.1 on a free port; listening or not. */
-static int bound_socket(bool listening, int *port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	if (listening)
-		assert_int_equal(listen(fd, 1024), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	*port = ntohs(sa.sin_port);
-	return fd;
-}
-
-static void server_start(void)
-{
-	memset(&srv, 0, sizeof(srv));
-	pthread_mutex_init(&srv.mu, NULL);
-	srv.lfd = bound_socket(true, &srv.port);
-	assert_int_equal(pthread_create(&srv.acceptor, NULL, accept_main, NULL), 0);
-}
-
-static void server_stop(void)
-{
-	int i;
-
-	pthread_mutex_lock(&srv.mu);
-	srv.stopping = true;
-	pthread_mutex_unlock(&srv.mu);
-	shutdown(srv.lfd, SHUT_RDWR); /* wakes accept() */
-	pthread_join(srv.acceptor, NULL);
-	pthread_mutex_lock(&srv.mu);
-	for (i = 0; i < srv.nconns; i++)
-		shutdown(srv.fds[i], SHUT_RDWR);
-	pthread_mutex_unlock(&srv.mu);
-	for (i = 0; i < srv.nconns; i++) {
-		pthread_join(srv.threads[i], NULL);
-		close(srv.fds[i]);
-	}
-	close(srv.lfd);
-	pthread_mutex_destroy(&srv.mu);
-}
-
-static int server_accepts(void)
-{
-	int n;
-
-	pthread_mutex_lock(&srv.mu);
-	n = srv.accepts;
-	pthread_mutex_unlock(&srv.mu);
-	return n;
 }
 
 /* --- the client side: an epoll loop and what the callbacks saw --- */
@@ -538,23 +374,10 @@ static bool on_line(void *ctx, const char *line, size_t len)
 	return !(r->refuse_after && r->lines == r->refuse_after);
 }
 
-/* One turn of the loop, waiting at most max_ms. Every event must carry
- * our tag: the client is the only user of this epoll fd. */
+/* One turn of the loop, waiting at most max_ms. */
 static void turn(struct env *e, int max_ms)
 {
-	struct epoll_event evs[64];
-	long t = httpc_timeout(e->c);
-	int n, i;
-
-	if (t < 0 || t > max_ms)
-		t = max_ms;
-	n = epoll_wait(e->epfd, evs, 64, (int)t);
-	for (i = 0; i < n; i++) {
-		assert_int_equal(*(int *)evs[i].data.ptr, TAG);
-		httpc_on_event(e->c, evs[i].data.ptr, evs[i].events);
-	}
-	if (httpc_timeout(e->c) == 0)
-		httpc_run_timers(e->c);
+	loop_turn(e->c, e->epfd, TAG, max_ms);
 }
 
 /* Runs the loop until *count reaches want or max_ms pass. */
@@ -579,11 +402,8 @@ static int setup(void **state)
 	struct env *e = calloc(1, sizeof(*e));
 
 	assert_non_null(e);
-	server_start();
-	e->epfd = epoll_create1(EPOLL_CLOEXEC);
-	assert_true(e->epfd >= 0);
-	e->c = httpc_new(e->epfd, TAG);
-	assert_non_null(e->c);
+	memset(&last, 0, sizeof(last));
+	fake_start(serve, TAG, &e->epfd, &e->c);
 	*state = e;
 	return 0;
 }
@@ -592,9 +412,7 @@ static int teardown(void **state)
 {
 	struct env *e = *state;
 
-	httpc_free(e->c);
-	close(e->epfd);
-	server_stop();
+	fake_stop(e->epfd, e->c);
 	free(e);
 	return 0;
 }
@@ -668,9 +486,9 @@ static void test_post_sends_big_body_without_expect_and_with_headers(void **stat
 	run_until(e, &r.done, 1, 3000);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "POST 2097152 bbbbbbbbbbbbbbbb");
-	assert_false(srv.saw_expect);
-	assert_non_null(strstr(srv.head, "\r\nX-Test: yes\r\n"));
-	assert_non_null(strstr(srv.head, "\r\nContent-Type: application/json\r\n"));
+	assert_false(last.saw_expect);
+	assert_non_null(strstr(last.head, "\r\nX-Test: yes\r\n"));
+	assert_non_null(strstr(last.head, "\r\nContent-Type: application/json\r\n"));
 	assert_true(now_ms() - t0 < 900); /* no 1 s wait for a 100 Continue */
 	rec_clear(&r);
 }
@@ -684,7 +502,7 @@ static void test_put_without_body_sends_empty_body(void **state)
 	run_until(e, &r.done, 1, 3000);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "PUT 0 ");
-	assert_non_null(strstr(srv.head, "PUT /echo HTTP/1.1\r\n"));
+	assert_non_null(strstr(last.head, "PUT /echo HTTP/1.1\r\n"));
 	rec_clear(&r);
 }
 
