@@ -90,6 +90,16 @@ static const struct metrics *metrics_of(const struct http_request *req)
 	return req->app->metrics ? req->app->metrics : &none;
 }
 
+/* One line of rollcall_parked. */
+static void parked_line(struct jw *w, const char *kind, uint64_t v)
+{
+	jw_lit(w, "rollcall_parked{kind=\"");
+	jw_lit(w, kind);
+	jw_lit(w, "\"} ");
+	jw_u64(w, v);
+	jw_lit(w, "\n");
+}
+
 /* One counter family by peer node: name{peer="n2"} v, for each peer. */
 static void peer_family(struct jw *w, const struct cluster_stats *cs, const char *name, const char *help,
 			const char *type, int which)
@@ -166,6 +176,13 @@ void ops_metrics(struct http_request *req, struct http_reply *rep)
 	jw_u64(&w, s.watchers);
 	jw_lit(&w, "\n");
 	gauge(&w, "rollcall_streams_open", "Open event streams.", "gauge", m->streams_open);
+	family(&w, "rollcall_parked", "Requests parked now (holding no thread), by kind.", "gauge");
+	parked_line(&w, "await", s.awaits);
+	parked_line(&w, "receive", s.receives);
+	parked_line(&w, "call", s.calls_pending);
+	parked_line(&w, "event_poll", s.watchers > m->streams_parked ? s.watchers - m->streams_parked : 0);
+	parked_line(&w, "stream", m->streams_parked);
+	parked_line(&w, "all", m->parked);
 	if (req->app->cluster) {
 		struct cluster_stats cs;
 		char tmp[64];
@@ -266,6 +283,14 @@ void ops_stats(struct http_request *req, struct http_reply *rep)
 	num(&w, "event_watchers", s.watchers, 1);
 	jw_lit(&w, "}");
 	num(&w, "streams_open", m->streams_open, 1);
+	jw_lit(&w, ",\"parked\":{");
+	num(&w, "awaits", s.awaits, 0);
+	num(&w, "receives", s.receives, 1);
+	num(&w, "calls", s.calls_pending, 1);
+	num(&w, "event_polls", s.watchers > m->streams_parked ? s.watchers - m->streams_parked : 0, 1);
+	num(&w, "streams", m->streams_parked, 1);
+	num(&w, "all", m->parked, 1);
+	jw_lit(&w, "}");
 	jw_lit(&w, ",\"calls\":{");
 	num(&w, "pending", s.calls_pending, 0);
 	num(&w, "answered", s.calls_answered, 1);

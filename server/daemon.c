@@ -39,20 +39,44 @@
 #define POOL_BYTES (7 * 1024)
 #define STREAM_BLOCK 256 /* bytes asked of a streamed answer at a time (MHD keeps a buffer this big per stream) */
 
-enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ, TAG_CLUSTER };
+enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ, TAG_CLUSTER, TAG_LISTEN };
+
+/* The connections one libmicrohttpd daemon (a shard) holds at most.
+ *
+ * Why shards: libmicrohttpd 0.9.75 walks every suspended connection of a
+ * daemon whenever one of them is resumed. With one daemon, waking one
+ * parked request (a receive, an await, a call, an event stream) cost a
+ * walk over all the parked ones: 10,000 long-polls made every message ten
+ * times dearer. So the loop accepts connections itself and hands each to a
+ * shard with room (MHD_add_connection); a resume walks its own shard's
+ * parked connections only, at most SHARD_CONNECTIONS, however many are
+ * parked in all. libmicrohttpd still parses and answers every request:
+ * keep-alive, pipelining, half-close, streams and the limits are its. */
+#define SHARD_CONNECTIONS 128
+
+struct shard {
+	int tag; /* TAG_MHD; first, so an epoll event can tell what it points at */
+	struct loop *loop;
+	struct MHD_Daemon *mhd;
+	size_t conns;          /* its open connections */
+	bool due;              /* on the loop's list of shards to run this turn */
+	bool roomy;            /* on the loop's list of shards with room */
+	uint64_t next;         /* when its own timeouts want it run; UINT64_MAX: never */
+	struct shard *next_due, *next_roomy;
+};
 
 struct loop {
 	struct app *app;
-	struct MHD_Daemon *mhd;
-	int epfd;
-	int tag_mhd, tag_signal; /* epoll data points at these */
+	int epfd, lfd;
+	int tag_signal, tag_listen; /* epoll data points at these */
+	struct shard **shards;
+	size_t nshards;
+	struct shard *due;     /* shards to run before the loop sleeps: events, a resume, a new connection */
+	struct shard *roomy;   /* shards with room for another connection (a stack) */
+	size_t connections, max_connections;
 	size_t live_requests;
 	size_t suspended;
 	struct conn_state *heads, *heads_tail; /* awaiting a request head, by deadline */
-	/* A connection was resumed since the last MHD_run(). This MHD build
-	 * has no wake-up channel in external-epoll mode, so the loop must run
-	 * MHD again before it blocks, or the resumed request waits forever. */
-	bool resumed;
 };
 
 /* A client connection, from accept to close. While it has no complete
@@ -70,11 +94,13 @@ struct conn_state {
 struct conn_req {
 	int tag; /* TAG_REQ; first, so an epoll event can tell what it points at */
 	struct loop *loop;
+	struct shard *shard;
 	struct MHD_Connection *conn;
 	char *target; /* raw request target: path?query */
 	char *body;
 	size_t body_len, body_cap;
 	bool started, too_large, nomem, suspended, watching, client_gone;
+	bool parked_stream;   /* suspended as a stream waiting for its next event */
 	bool waited;          /* was suspended at some point: not counted as latency */
 	bool bad_target;      /* a NUL byte in the request target */
 	const char *method;   /* as sent; MHD keeps it for the request's life */
@@ -122,6 +148,116 @@ void daemon_random(void *ctx, void *buf, size_t len)
 	}
 }
 
+/* --- shards --- */
+
+/* sh must run before the loop sleeps (MHD_run). This MHD build has no
+ * wake-up channel in external-epoll mode: a resumed connection waits
+ * until its daemon runs again. */
+static void shard_due(struct shard *sh)
+{
+	if (sh->due)
+		return;
+	sh->due = true;
+	sh->next_due = sh->loop->due;
+	sh->loop->due = sh;
+}
+
+static void shard_roomy(struct shard *sh)
+{
+	if (sh->roomy || sh->conns >= SHARD_CONNECTIONS)
+		return;
+	sh->roomy = true;
+	sh->next_roomy = sh->loop->roomy;
+	sh->loop->roomy = sh;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				 const char *version, const char *upload_data, size_t *upload_data_size,
+				 void **con_cls);
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe);
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe);
+
+/* A new shard, on the loop's epoll and its list with room; NULL when
+ * libmicrohttpd cannot start one. */
+static struct shard *shard_new(struct loop *l)
+{
+	const struct config *cfg = l->app->cfg;
+	struct shard *sh = calloc(1, sizeof(*sh)), **grown;
+	const union MHD_DaemonInfo *info;
+	struct epoll_event ev;
+
+	grown = sh ? realloc(l->shards, (l->nshards + 1) * sizeof(*grown)) : NULL;
+	if (!grown) {
+		free(sh);
+		return NULL;
+	}
+	l->shards = grown;
+	sh->tag = TAG_MHD;
+	sh->loop = l;
+	sh->next = UINT64_MAX;
+	sh->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET,
+				   0, NULL, NULL, on_access, sh,
+				   MHD_OPTION_URI_LOG_CALLBACK, on_uri, sh,
+				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, sh,
+				   MHD_OPTION_NOTIFY_CONNECTION, on_connection, sh,
+				   MHD_OPTION_CONNECTION_LIMIT, (unsigned)SHARD_CONNECTIONS,
+				   /* suspended connections (long-polls, idle streams) do not time out */
+				   MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout,
+				   /* Each connection's pool: the request head must fit (keys
+				    * and query texts are at most 512 bytes, 1.5 KiB encoded),
+				    * and a stream touches all of it. */
+				   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)POOL_BYTES,
+				   MHD_OPTION_END);
+	info = sh->mhd ? MHD_get_daemon_info(sh->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+	ev.events = EPOLLIN;
+	ev.data.ptr = &sh->tag;
+	if (!info || epoll_ctl(l->epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev)) {
+		if (sh->mhd)
+			MHD_stop_daemon(sh->mhd);
+		free(sh);
+		return NULL;
+	}
+	l->shards[l->nshards++] = sh;
+	shard_roomy(sh);
+	return sh;
+}
+
+/* The listening socket is readable: each new connection goes to a shard
+ * with room (a new one when none has); over --max-connections, it is
+ * closed at once, as libmicrohttpd does at its limit. */
+static void accept_ready(struct loop *l)
+{
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int fd = accept4(l->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct shard *sh;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return; /* EAGAIN, or out of descriptors: the next event tries again */
+		}
+		if (l->connections >= l->max_connections) {
+			close(fd);
+			continue;
+		}
+		sh = l->roomy ? l->roomy : shard_new(l);
+		if (!sh) {
+			close(fd);
+			continue;
+		}
+		/* on failure MHD has closed fd */
+		if (MHD_add_connection(sh->mhd, fd, (struct sockaddr *)&sa, len) == MHD_YES)
+			shard_due(sh);
+	}
+}
+
 /* --- suspended requests --- */
 
 static void unwatch(struct conn_req *r)
@@ -132,13 +268,28 @@ static void unwatch(struct conn_req *r)
 	}
 }
 
+/* Counts r parked (+1) or not any more (-1), by kind for the stats. */
+static void park_count(struct conn_req *r, int d)
+{
+	struct metrics *m = r->loop->app->metrics;
+
+	r->loop->suspended += (size_t)(ssize_t)d;
+	if (d > 0)
+		r->parked_stream = r->req.stream != NULL;
+	if (!m)
+		return;
+	m->parked += (uint64_t)(int64_t)d;
+	if (r->parked_stream)
+		m->streams_parked += (uint64_t)(int64_t)d;
+}
+
 static void resume(struct conn_req *r)
 {
 	unwatch(r);
 	if (r->suspended) {
 		r->suspended = false;
-		r->loop->suspended--;
-		r->loop->resumed = true;
+		park_count(r, -1);
+		shard_due(r->shard);
 		MHD_resume_connection(r->conn);
 	}
 }
@@ -159,7 +310,7 @@ static void suspend(struct conn_req *r)
 	MHD_suspend_connection(r->conn);
 	r->suspended = true;
 	r->waited = true;
-	r->loop->suspended++;
+	park_count(r, 1);
 	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci) {
 		struct epoll_event ev = { .events = EPOLLRDHUP, .data.ptr = r };
@@ -230,9 +381,22 @@ static struct conn_state *conn_state_of(struct MHD_Connection *conn)
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
 {
-	struct loop *l = cls;
+	struct shard *sh = cls;
+	struct loop *l = sh->loop;
 	struct conn_state *cs = *socket_context;
 
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		sh->conns++;
+		l->connections++;
+		if (sh->conns >= SHARD_CONNECTIONS && l->roomy == sh) { /* full: new connections go elsewhere */
+			l->roomy = sh->next_roomy;
+			sh->roomy = false;
+		}
+	} else {
+		sh->conns--;
+		l->connections--;
+		shard_roomy(sh);
+	}
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		cs = calloc(1, sizeof(*cs));
@@ -254,7 +418,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-	struct loop *l = cls;
+	struct shard *sh = cls;
+	struct loop *l = sh->loop;
 	struct conn_req *r = calloc(1, sizeof(*r));
 	char *q;
 
@@ -271,6 +436,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	}
 	r->tag = TAG_REQ;
 	r->loop = l;
+	r->shard = sh;
 	r->conn = conn;
 	r->fd = -1;
 	r->req.app = l->app;
@@ -293,7 +459,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
-	struct loop *l = cls;
+	struct loop *l = ((struct shard *)cls)->loop;
 	struct conn_req *r = *con_cls;
 
 	if (!r)
@@ -310,7 +476,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 	unwatch(r);
 	if (r->suspended)
-		l->suspended--;
+		park_count(r, -1);
 	l->live_requests--;
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) { /* now it awaits its next request */
 		struct conn_state *cs = conn_state_of(conn);
@@ -544,7 +710,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 				 const char *method, const char *version, const char *upload_data,
 				 size_t *upload_data_size, void **con_cls)
 {
-	struct loop *l = cls;
+	struct loop *l = ((struct shard *)cls)->loop;
 	struct conn_req *r = *con_cls;
 	const struct config *cfg = l->app->cfg;
 	struct http_reply rep = { 0 };
@@ -603,32 +769,79 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
 /* --- the loop --- */
 
-static int listen_addr(const struct config *cfg, struct sockaddr_storage *ss)
+/* The listening socket on --listen (IPv4 or IPv6, which then takes IPv6
+ * only); its port in *port (the real one for port 0). -1 with a message
+ * when it cannot be made. */
+static int listen_socket(const struct config *cfg, unsigned *port)
 {
-	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	socklen_t len;
+	int fd, one = 1;
 
-	memset(ss, 0, sizeof(*ss));
+	memset(&ss, 0, sizeof(ss));
 	if (inet_pton(AF_INET, cfg->host, &in4->sin_addr) == 1) {
 		in4->sin_family = AF_INET;
 		in4->sin_port = htons((uint16_t)cfg->port);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, cfg->host, &in6->sin6_addr) == 1) {
+		len = sizeof(*in4);
+	} else if (inet_pton(AF_INET6, cfg->host, &in6->sin6_addr) == 1) {
 		in6->sin6_family = AF_INET6;
 		in6->sin6_port = htons((uint16_t)cfg->port);
-		return MHD_USE_IPv6;
+		len = sizeof(*in6);
+	} else {
+		fprintf(stderr, "rollcall: bad listen address %s\n", cfg->host);
+		return -1;
 	}
-	return -1;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
+	    bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1024) ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		fprintf(stderr, "rollcall: cannot listen on %s:%u: %s\n", cfg->host, cfg->port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	*port = ntohs(ss.ss_family == AF_INET ? in4->sin_port : in6->sin6_port);
+	return fd;
 }
 
-static void raise_fd_limit(void)
+/* Descriptors kept for what is not a client connection: the listening
+ * socket, epoll, signals, logs; in a cluster, connections to etcd and to
+ * the other nodes. Each shard takes one more (its epoll). */
+#define FD_RESERVE 32
+#define FD_RESERVE_CLUSTER 256
+
+/* Raises the open-file limit to the hard limit, says how many client
+ * connections it leaves room for, and lowers *max_connections to that
+ * when it is more, with a line saying so. */
+static void fit_fd_limit(const struct config *cfg, size_t *max_connections)
 {
 	struct rlimit rl;
+	unsigned long long room, reserve = FD_RESERVE + (cfg->etcd ? FD_RESERVE_CLUSTER : 0);
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY) {
+		fprintf(stderr, "rollcall: open files: no limit; up to %zu connections (--max-connections)\n",
+			*max_connections);
+		return;
+	}
+	room = rl.rlim_cur > reserve ? (rl.rlim_cur - reserve) * SHARD_CONNECTIONS / (SHARD_CONNECTIONS + 1) : 0;
+	if (room < 1)
+		room = 1;
+	fprintf(stderr, "rollcall: open files: limit %llu (hard limit %llu), room for %llu connections\n",
+		(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, room);
+	if (*max_connections > room) {
+		fprintf(stderr, "rollcall: --max-connections %zu is more than the open-file limit leaves room for: lowered to %llu\n",
+			*max_connections, room);
+		*max_connections = (size_t)room;
 	}
 }
 
@@ -647,14 +860,13 @@ static int setup_signals(void)
 
 static void begin_shutdown(struct loop *l)
 {
-	MHD_socket lfd;
-
 	if (l->app->shutting_down)
 		return;
 	l->app->shutting_down = true;
-	lfd = MHD_quiesce_daemon(l->mhd); /* stop accepting */
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
+	if (l->lfd >= 0) { /* stop accepting */
+		close(l->lfd);
+		l->lfd = -1;
+	}
 	store_wake_all(l->app->store); /* every pending wait gets its answer */
 	if (l->app->cluster)
 		cluster_leave(l->app->cluster, daemon_now_ms());
@@ -663,56 +875,35 @@ static void begin_shutdown(struct loop *l)
 int daemon_run(struct app *app)
 {
 	const struct config *cfg = app->cfg;
-	struct loop l = { .app = app, .tag_mhd = TAG_MHD, .tag_signal = TAG_SIGNAL };
-	struct sockaddr_storage ss;
-	const union MHD_DaemonInfo *info;
+	struct loop l = { .app = app, .lfd = -1, .tag_signal = TAG_SIGNAL, .tag_listen = TAG_LISTEN };
 	struct epoll_event ev;
-	int sfd, v6, rc = 1, exit_rc = 0;
+	int sfd, rc = 1, exit_rc = 0;
+	unsigned port = 0;
 	uint64_t stop_by = 0;
+	size_t i;
 
-	v6 = listen_addr(cfg, &ss);
-	if (v6 < 0) {
-		fprintf(stderr, "rollcall: bad listen address %s\n", cfg->host);
-		return 1;
-	}
-	raise_fd_limit();
+	l.max_connections = cfg->max_connections;
+	fit_fd_limit(cfg, &l.max_connections);
 	sfd = setup_signals();
 	l.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (sfd < 0 || l.epfd < 0) {
 		perror("rollcall: signals/epoll");
 		return 1;
 	}
-	l.mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | (unsigned)v6,
-				 (uint16_t)cfg->port, NULL, NULL, on_access, &l,
-				 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				 MHD_OPTION_URI_LOG_CALLBACK, on_uri, &l,
-				 MHD_OPTION_NOTIFY_COMPLETED, on_completed, &l,
-				 MHD_OPTION_NOTIFY_CONNECTION, on_connection, &l,
-				 MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-				 /* suspended connections (long-polls, idle streams) do not time out */
-				 MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout,
-				 MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-				 /* Each connection's pool: the request head must fit (keys
-				 * and query texts are at most 512 bytes, 1.5 KiB encoded),
-				 * and a stream touches all of it. */
-				 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)POOL_BYTES,
-				 MHD_OPTION_END);
-	if (!l.mhd) {
-		fprintf(stderr, "rollcall: cannot listen on %s:%u\n", cfg->host, cfg->port);
+	l.lfd = listen_socket(cfg, &port);
+	if (l.lfd < 0)
 		goto out;
-	}
-	info = MHD_get_daemon_info(l.mhd, MHD_DAEMON_INFO_EPOLL_FD);
 	ev.events = EPOLLIN;
-	ev.data.ptr = &l.tag_mhd;
-	if (!info || epoll_ctl(l.epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev)) {
-		fprintf(stderr, "rollcall: cannot drive the HTTP daemon's epoll fd\n");
-		goto out;
-	}
+	ev.data.ptr = &l.tag_listen;
+	epoll_ctl(l.epfd, EPOLL_CTL_ADD, l.lfd, &ev);
 	ev.data.ptr = &l.tag_signal;
 	epoll_ctl(l.epfd, EPOLL_CTL_ADD, sfd, &ev);
-	info = MHD_get_daemon_info(l.mhd, MHD_DAEMON_INFO_BIND_PORT);
-	if (cfg->port == 0 && info && info->port) /* port 0: the node's name and address take the real one */
-		config_bound_port((struct config *)cfg, info->port);
+	if (!shard_new(&l)) { /* the first shard: one is always there */
+		fprintf(stderr, "rollcall: cannot start the HTTP daemon\n");
+		goto out;
+	}
+	if (cfg->port == 0) /* port 0: the node's name and address take the real one */
+		config_bound_port((struct config *)cfg, port);
 	if (cfg->etcd) {
 		app->cluster = cluster_new(app, l.epfd, TAG_CLUSTER);
 		if (!app->cluster) {
@@ -720,16 +911,14 @@ int daemon_run(struct app *app)
 			goto out;
 		}
 	}
-	info = MHD_get_daemon_info(l.mhd, MHD_DAEMON_INFO_BIND_PORT);
-	fprintf(stderr, "rollcall: listening on %s:%u\n", cfg->host, info ? info->port : cfg->port);
+	fprintf(stderr, "rollcall: listening on %s:%u\n", cfg->host, port);
 	fflush(stderr);
 
 	for (;;) {
 		struct epoll_event evs[64];
 		uint64_t now = daemon_now_ms(), next;
-		MHD_UNSIGNED_LONG_LONG mhd_to;
 		long long timeout = -1;
-		int n, i;
+		int n, k;
 
 		if (store_tick(app->store, now, EXPIRY_BUDGET) == EXPIRY_BUDGET) {
 			timeout = 0; /* more is due: serve requests, then go on */
@@ -738,8 +927,16 @@ int daemon_run(struct app *app)
 			if (next != UINT64_MAX)
 				timeout = next > now ? (long long)(next - now) : 0;
 		}
-		if (MHD_get_timeout(l.mhd, &mhd_to) == MHD_YES && (timeout < 0 || (long long)mhd_to < timeout))
-			timeout = (long long)mhd_to;
+		for (i = 0; i < l.nshards; i++) { /* the shards' own timeouts (idle connections) */
+			struct shard *sh = l.shards[i];
+			if (sh->next == UINT64_MAX)
+				continue;
+			if (sh->next <= now) {
+				shard_due(sh);
+			} else if (timeout < 0 || (long long)(sh->next - now) < timeout) {
+				timeout = (long long)(sh->next - now);
+			}
+		}
 		head_expire(&l, now);
 		if (l.heads) {
 			long long h = l.heads->deadline > now ? (long long)(l.heads->deadline - now) : 0;
@@ -751,7 +948,7 @@ int daemon_run(struct app *app)
 			if (ct >= 0 && (timeout < 0 || ct < timeout))
 				timeout = ct;
 		}
-		if (l.resumed)
+		if (l.due)
 			timeout = 0;
 		if (app->shutting_down) {
 			if ((l.live_requests == 0 && l.suspended == 0 &&
@@ -767,9 +964,13 @@ int daemon_run(struct app *app)
 			perror("rollcall: epoll_wait");
 			goto out;
 		}
-		for (i = 0; i < n; i++) {
-			int *tag = evs[i].data.ptr;
-			if (*tag == TAG_SIGNAL) {
+		for (k = 0; k < n; k++) {
+			int *tag = evs[k].data.ptr;
+			if (*tag == TAG_MHD) {
+				shard_due(container_of(tag, struct shard, tag));
+			} else if (*tag == TAG_LISTEN) {
+				accept_ready(&l);
+			} else if (*tag == TAG_SIGNAL) {
 				struct signalfd_siginfo si;
 				while (read(sfd, &si, sizeof(si)) == sizeof(si))
 					;
@@ -779,7 +980,7 @@ int daemon_run(struct app *app)
 			} else if (*tag == TAG_REQ) {
 				client_gone((struct conn_req *)(void *)tag);
 			} else if (*tag == TAG_CLUSTER) {
-				cluster_on_event(app->cluster, tag, evs[i].events);
+				cluster_on_event(app->cluster, tag, evs[k].events);
 			}
 		}
 		/* before serving anything: a node paused past its standing ends
@@ -792,13 +993,28 @@ int daemon_run(struct app *app)
 			stop_by = daemon_now_ms() + SHUTDOWN_GRACE_MS;
 			begin_shutdown(&l);
 		}
-		l.resumed = false;
-		MHD_run(l.mhd);
+		/* The shards with something to do; one whose requests resume
+		 * others' (a send waking receives) puts their shards on the list,
+		 * and they run in this same turn. */
+		while (l.due) {
+			struct shard *sh = l.due;
+			MHD_UNSIGNED_LONG_LONG to;
+			l.due = sh->next_due;
+			sh->due = false;
+			MHD_run(sh->mhd);
+			sh->next = MHD_get_timeout(sh->mhd, &to) == MHD_YES ? daemon_now_ms() + to : UINT64_MAX;
+		}
 	}
 	rc = exit_rc;
 out:
-	if (l.mhd) /* requests end first: what they hold in the cluster goes with them */
-		MHD_stop_daemon(l.mhd);
+	/* requests end first: what they hold in the cluster goes with them */
+	for (i = 0; i < l.nshards; i++) {
+		MHD_stop_daemon(l.shards[i]->mhd);
+		free(l.shards[i]);
+	}
+	free(l.shards);
+	if (l.lfd >= 0)
+		close(l.lfd);
 	if (app->cluster) {
 		cluster_free(app->cluster);
 		app->cluster = NULL;

@@ -19,6 +19,8 @@ struct metrics {
 	uint64_t latency_count;
 	double latency_sum;                    /* seconds */
 	uint64_t streams_open;                 /* event streams now open */
+	uint64_t parked;                       /* requests parked now (their connections suspended) */
+	uint64_t streams_parked;               /* of those, event streams waiting for the next change */
 };
 
 /* Counts an answer of route (METRICS_ROUTES - 1: no route) with status;

@@ -33,8 +33,8 @@ Client, Response, Session, RawConn = e2e.Client, e2e.Response, e2e.Session, e2e.
 Fail, check, eq = e2e.Fail, e2e.check, e2e.eq
 expect_status, expect_json, expect_error, expect_no_body = (
     e2e.expect_status, e2e.expect_json, e2e.expect_error, e2e.expect_no_body)
-wait_until, in_thread, q, name_path, short = (
-    e2e.wait_until, e2e.in_thread, e2e.q, e2e.name_path, e2e.short)
+wait_until, in_thread, q, name_path, short, async_request = (
+    e2e.wait_until, e2e.in_thread, e2e.q, e2e.name_path, e2e.short, e2e.async_request)
 HEX16, HEX32, HOST = e2e.HEX16, e2e.HEX32, e2e.HOST
 
 BIN = "build/rollcall"  # set by run_cluster.py (and copied to e2e.BIN)

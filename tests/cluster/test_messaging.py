@@ -10,8 +10,8 @@ import resource
 import threading
 import time
 
-from harness import (HOST, Fail, RawConn, check, eq, expect_error, expect_json, expect_status, in_thread, name_path,
-                     test)
+from harness import (HOST, Fail, RawConn, async_request, check, eq, expect_error, expect_json, expect_status,
+                     in_thread, name_path, test)
 
 
 def _drain(a, s, node=None, expect=None, wait=2):
@@ -226,25 +226,6 @@ def test_caller_that_goes_away_cancels_the_call_on_every_node(ctx):
         expect_error(a.post(f"/v1/replies/{rid}", {"body": "late"}, token=w.token, node=via), 404, "call_not_found")
 
 
-async def _http(reader, writer, method, path, body=None, token=None):
-    data = json.dumps(body).encode() if body is not None else b""
-    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
-    if token:
-        head += f"X-Session-Token: {token}\r\n"
-    writer.write(head.encode() + b"Content-Type: application/json\r\n\r\n" + data)
-    status = int((await reader.readline()).split()[1])
-    n = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        k, _, v = line.decode("latin-1").partition(":")
-        if k.strip().lower() == "content-length":
-            n = int(v)
-    raw = await reader.readexactly(n) if n else b""
-    return status, json.loads(raw) if raw else None
-
-
 @test(timeout=180)
 def test_1000_concurrent_calls_across_nodes(ctx):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -269,13 +250,13 @@ def test_1000_concurrent_calls_across_nodes(ctx):
         after = 0
         n = 0
         while time.monotonic() < stop:
-            st, body = await _http(reader, writer, "GET", f"/v1/sessions/{s.id}/messages?after={after}&wait=1&max=500",
+            st, body = await async_request(reader, writer, "GET", f"/v1/sessions/{s.id}/messages?after={after}&wait=1&max=500",
                                    token=s.token)
             if st != 200:
                 raise Fail(f"worker receive: {st} {body}")
             for m in body["messages"]:
                 after = m["seq"]
-                st, rb = await _http(reader, writer, "POST", f"/v1/replies/{m['reply_to']}", {"body": m["body"]},
+                st, rb = await async_request(reader, writer, "POST", f"/v1/replies/{m['reply_to']}", {"body": m["body"]},
                                      token=s.token)
                 if st != 204:
                     raise Fail(f"reply: {st} {rb}")
@@ -290,7 +271,7 @@ def test_1000_concurrent_calls_across_nodes(ctx):
         reader, writer = await asyncio.open_connection(HOST, node.port)
         body = {"to": {"group": "cc-g", "pick": "round_robin"}, "body": {"caller": i, "x": "y" * (i % 7)},
                 "timeout_ms": 60000}
-        st, ans = await _http(reader, writer, "POST", "/v1/call", body)
+        st, ans = await async_request(reader, writer, "POST", "/v1/call", body)
         writer.close()
         return i, st, ans
 

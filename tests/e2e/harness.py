@@ -61,8 +61,8 @@ class Ctx:
     def client(self, server=None, timeout=10):
         return Client(server or self.shared, timeout=timeout)
 
-    def start(self, *args):
-        srv = Server(*args)
+    def start(self, *args, **kw):
+        srv = Server(*args, **kw)
         self._servers.append(srv)
         return srv
 
@@ -84,12 +84,14 @@ LISTEN_RE = re.compile(r"rollcall: listening on ([0-9.]+):(\d+)")
 
 
 class Server:
-    """A rollcall process on a free port. Server(*extra_flags)."""
+    """A rollcall process on a free port. Server(*extra_flags); nofile=(soft,
+    hard) starts it with that open-file limit (by prlimit)."""
 
-    def __init__(self, *args, listen=True):
+    def __init__(self, *args, listen=True, nofile=None):
         if not os.path.isfile(BIN) or not os.access(BIN, os.X_OK):
             raise AssertionError(f"server binary not found or not executable: {BIN}")
-        self.argv = [BIN] + (["--listen", f"{HOST}:0"] if listen else []) + [str(a) for a in args]
+        prefix = ["prlimit", f"--nofile={nofile[0]}:{nofile[1]}", "--"] if nofile else []
+        self.argv = prefix + [BIN] + (["--listen", f"{HOST}:0"] if listen else []) + [str(a) for a in args]
         self.stderr_lines = []
         self.port = None
         self._ready = threading.Event()
@@ -513,3 +515,25 @@ class _ThreadResult(threading.Thread):
         if self.error is not None:
             raise self.error
         return self.value
+
+
+async def async_request(reader, writer, method, path, body=None, token=None):
+    """One HTTP/1.1 request on an asyncio connection (reader, writer), for
+    tests that hold thousands of connections: (status, parsed JSON body or
+    None). Content-Length answers only."""
+    data = json.dumps(body).encode() if body is not None else b""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(data)}\r\n"
+    if token:
+        head += f"X-Session-Token: {token}\r\n"
+    writer.write(head.encode() + b"Content-Type: application/json\r\n\r\n" + data)
+    status = int((await reader.readline()).split()[1])
+    n = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        if k.strip().lower() == "content-length":
+            n = int(v)
+    raw = await reader.readexactly(n) if n else b""
+    return status, json.loads(raw) if raw else None
