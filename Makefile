@@ -38,8 +38,10 @@ $(BUILD)/gen/ui_assets.c: $(UI_FILES) scripts/embed.sh
 $(BUILD)/obj/ui_assets.o: $(BUILD)/gen/ui_assets.c handlers/ui_assets.h
 	$(CC) $(ALL_CFLAGS) -Ihandlers -c $< -o $@
 
+# The binary exports MHD_queue_response, so that libmicrohttpd's own error
+# answers come to server/daemon.c's (api.md's JSON instead of HTML).
 $(BUILD)/rollcall: $(BUILD)/obj/server/main.o $(LIB_OBJ)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -Wl,--export-dynamic-symbol=MHD_queue_response -o $@ $^ $(LDLIBS)
 
 $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)

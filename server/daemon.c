@@ -11,6 +11,8 @@
 #include "daemon.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,7 +41,7 @@
 #define POOL_BYTES (7 * 1024)
 #define STREAM_BLOCK 256 /* bytes asked of a streamed answer at a time (MHD keeps a buffer this big per stream) */
 
-enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ, TAG_CLUSTER, TAG_LISTEN };
+enum tag { TAG_MHD = 1, TAG_SIGNAL, TAG_REQ, TAG_CLUSTER, TAG_LISTEN, TAG_LINGER };
 
 /* The connections one libmicrohttpd daemon (a shard) holds at most.
  *
@@ -77,6 +79,8 @@ struct loop {
 	size_t live_requests;
 	size_t suspended;
 	struct conn_state *heads, *heads_tail; /* awaiting a request head, by deadline */
+	struct closing *lingers;  /* sockets closing after an error answer (see below) */
+	size_t nlingers;
 };
 
 /* A client connection, from accept to close. While it has no complete
@@ -85,6 +89,7 @@ struct loop {
  * (slowloris) is cut off there, however often it sends a byte, while a
  * request that waits (a long-poll, a stream) has its head and is left be. */
 struct conn_state {
+	struct loop *loop;
 	int fd;
 	uint64_t deadline;
 	bool listed;
@@ -405,6 +410,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 			return; /* no deadline for this one; MHD's idle timeout still applies */
 		}
 		cs->fd = ci->connect_fd;
+		cs->loop = l;
 		*socket_context = cs;
 		head_list(l, cs);
 	} else if (cs) {
@@ -574,6 +580,194 @@ static void log_request(struct conn_req *r, const struct http_reply *rep)
 		(double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6);
 }
 
+/* --- libmicrohttpd's own error answers ---
+ * libmicrohttpd answers some requests itself, before any handler runs: a
+ * head over its memory (431), a target too long (414), a Content-Length
+ * that is not a number (400) or too large (413), an HTTP version it does not
+ * know (505), a malformed line (400). Its bodies are HTML, and 0.9.75
+ * writes the head of a Content-Length error twice. It queues each through
+ * its public MHD_queue_response(), which this program defines too: the
+ * dynamic linker binds the library's own calls to this one (the binary
+ * exports it: see the Makefile), which hands the server's answers on
+ * (send_reply marks them). An answer of libmicrohttpd's own becomes api.md's
+ * JSON error, written on a duplicate of the socket, which then closes
+ * lingering: its written side shut, what the client still sends read and
+ * dropped until it closes or LINGER_MS pass, so that the client reads the
+ * answer instead of a reset. libmicrohttpd is told the queueing failed and
+ * closes its side without writing anything. */
+
+#define LINGER_MS 5000
+#define LINGER_MAX 1024
+
+struct closing {
+	int tag; /* TAG_LINGER; first, so an epoll event can tell what it points at */
+	struct loop *loop;
+	int fd;
+	char out[640];
+	size_t len, sent;
+	uint64_t deadline;
+	struct closing *prev, *next;
+};
+
+static bool own_answer; /* send_reply is queueing an answer of the server's */
+
+static void linger_end(struct closing *lg)
+{
+	struct loop *l = lg->loop;
+
+	if (lg->prev)
+		lg->prev->next = lg->next;
+	else
+		l->lingers = lg->next;
+	if (lg->next)
+		lg->next->prev = lg->prev;
+	l->nlingers--;
+	close(lg->fd); /* epoll forgets it */
+	free(lg);
+}
+
+/* The socket can take more of the answer, or has something to drop. */
+static void linger_event(struct closing *lg, uint32_t events)
+{
+	char buf[16384];
+	ssize_t n;
+
+	while (lg->sent < lg->len) {
+		n = send(lg->fd, lg->out + lg->sent, lg->len - lg->sent, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return; /* EPOLLOUT brings us back */
+			linger_end(lg);
+			return;
+		}
+		lg->sent += (size_t)n;
+		if (lg->sent == lg->len) {
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = &lg->tag };
+			shutdown(lg->fd, SHUT_WR);
+			epoll_ctl(lg->loop->epfd, EPOLL_CTL_MOD, lg->fd, &ev);
+		}
+	}
+	for (;;) {
+		n = recv(lg->fd, buf, sizeof(buf), 0);
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN && !(events & (EPOLLHUP | EPOLLERR)))
+			return;
+		linger_end(lg); /* the client closed, or the socket failed */
+		return;
+	}
+}
+
+static void linger_expire(struct loop *l, uint64_t now)
+{
+	struct closing *lg = l->lingers, *next;
+
+	for (; lg; lg = next) {
+		next = lg->next;
+		if (lg->deadline <= now)
+			linger_end(lg);
+	}
+}
+
+/* What libmicrohttpd's own answer with status means, in api.md's terms. */
+static enum api_error mhd_error(struct MHD_Connection *conn, unsigned status, const char **msg)
+{
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	*msg = NULL;
+	switch (status) {
+	case MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE:
+		return ERR_HEADER_TOO_LARGE;
+	case MHD_HTTP_URI_TOO_LONG:
+		return ERR_URI_TOO_LONG;
+	case MHD_HTTP_CONTENT_TOO_LARGE:
+		*msg = "Content-Length is larger than any body this server takes.";
+		return ERR_PAYLOAD_TOO_LARGE;
+	case MHD_HTTP_HTTP_VERSION_NOT_SUPPORTED:
+		return ERR_HTTP_VERSION;
+	case MHD_HTTP_INTERNAL_SERVER_ERROR:
+		return ERR_INTERNAL;
+	default:
+		if (cl && (!*cl || strspn(cl, "0123456789") != strlen(cl)))
+			*msg = "Content-Length must be a decimal number.";
+		return ERR_BAD_REQUEST;
+	}
+}
+
+/* Writes api.md's JSON error for libmicrohttpd's own answer (status) to
+ * the client of conn, and closes that socket lingering. */
+static void mhd_error_answer(struct MHD_Connection *conn, unsigned status)
+{
+	struct conn_state *cs = conn_state_of(conn);
+	struct loop *l = cs ? cs->loop : NULL;
+	struct http_reply rep = { 0 };
+	struct closing *lg;
+	struct epoll_event ev;
+	enum api_error e;
+	const char *msg;
+	char date[40];
+	struct tm tm;
+	time_t now;
+	int n;
+
+	if (!l || l->nlingers >= LINGER_MAX || !(lg = calloc(1, sizeof(*lg))))
+		return; /* libmicrohttpd closes the connection unanswered */
+	e = mhd_error(conn, status, &msg);
+	reply_error(&rep, e, msg);
+	now = time(NULL);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+	n = snprintf(lg->out, sizeof(lg->out),
+		     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n%.*s",
+		     rep.status, MHD_get_reason_phrase_for((unsigned)rep.status), date, rep.body_len,
+		     l->app->cluster ? "X-Rollcall-Node: " : "", l->app->cluster ? cluster_node(l->app->cluster) : "",
+		     l->app->cluster ? "\r\n" : "", (int)rep.body_len, rep.body ? rep.body : "");
+	if (l->app->metrics)
+		metrics_record(l->app->metrics, METRICS_ROUTES - 1, rep.status, 0, 0);
+	http_reply_clear(&rep);
+	lg->fd = n > 0 && (size_t)n < sizeof(lg->out) ? fcntl(cs->fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (lg->fd < 0) {
+		free(lg);
+		return;
+	}
+	lg->tag = TAG_LINGER;
+	lg->loop = l;
+	lg->len = (size_t)n;
+	lg->deadline = daemon_now_ms() + LINGER_MS;
+	lg->next = l->lingers;
+	if (l->lingers)
+		l->lingers->prev = lg;
+	l->lingers = lg;
+	l->nlingers++;
+	ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
+	ev.data.ptr = &lg->tag;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, lg->fd, &ev)) {
+		linger_end(lg);
+		return;
+	}
+	linger_event(lg, 0);
+}
+
+enum MHD_Result MHD_queue_response(struct MHD_Connection *connection, unsigned int status_code,
+				   struct MHD_Response *response)
+{
+	static enum MHD_Result (*real)(struct MHD_Connection *, unsigned int, struct MHD_Response *);
+
+	if (!real) {
+		*(void **)&real = dlsym(RTLD_NEXT, "MHD_queue_response");
+		if (!real)
+			return MHD_NO;
+	}
+	if (own_answer || status_code < 400)
+		return real(connection, status_code, response);
+	mhd_error_answer(connection, status_code);
+	return MHD_NO;
+}
+
 static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 {
 	struct MHD_Response *resp;
@@ -631,7 +825,9 @@ static enum MHD_Result send_reply(struct conn_req *r, struct http_reply *rep)
 	}
 	if (r->loop->app->cfg->log_requests)
 		log_request(r, rep);
+	own_answer = true;
 	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
+	own_answer = false;
 	MHD_destroy_response(resp);
 	http_reply_clear(rep);
 	return ret;
@@ -696,6 +892,57 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	return ns->found ? MHD_NO : MHD_YES;
 }
 
+/* RFC 9112's framing rules that libmicrohttpd 0.9.75 does not apply: it
+ * takes the first of two Content-Length headers whatever the second says,
+ * and reads a body by Transfer-Encoding when Content-Length is there too
+ * (behind a proxy that reads the other one, a request smuggled in). */
+struct framing {
+	const char *cl;     /* the first Content-Length */
+	int ncl, nte;
+	bool cl_differ;     /* two Content-Length values differ */
+	bool te_chunked;    /* the (one) Transfer-Encoding is exactly chunked */
+};
+
+static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+				    const char *value, size_t value_size)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	(void)value_size;
+	if (!value)
+		return MHD_YES;
+	if (key_size == 14 && !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+		if (f->ncl++ && strcmp(f->cl, value))
+			f->cl_differ = true;
+		if (!f->cl)
+			f->cl = value;
+	} else if (key_size == 17 && !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+		f->nte++;
+		f->te_chunked = !strcasecmp(value, "chunked");
+	}
+	return MHD_YES;
+}
+
+/* The framing fault of the request's head, or ERR_COUNT when there is none. */
+static enum api_error framing_fault(struct MHD_Connection *conn, const char **msg)
+{
+	struct framing f = { 0 };
+
+	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_framing, &f);
+	if (f.cl_differ) {
+		*msg = "Two Content-Length headers with different values.";
+		return ERR_BAD_REQUEST;
+	}
+	if (f.nte && f.ncl) {
+		*msg = "A request may have Transfer-Encoding or Content-Length, not both.";
+		return ERR_BAD_REQUEST;
+	}
+	if (f.nte > 1 || (f.nte && !f.te_chunked))
+		return ERR_NOT_IMPLEMENTED;
+	return ERR_COUNT;
+}
+
 static bool headers_hold_nul(struct MHD_Connection *conn)
 {
 	struct nul_scan ns = { NULL, false };
@@ -721,6 +968,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		return MHD_NO; /* out of memory in on_uri: drop the connection */
 	if (!r->started) {
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		const char *why = NULL;
+		enum api_error fault = framing_fault(conn, &why);
 		r->started = true;
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		r->req.method = router_method(method);
@@ -731,6 +980,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->req.if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 		r->req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 		r->req.forward_secret = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Rollcall-Forward");
+		if (fault != ERR_COUNT) /* answered, and the connection closed: its body cannot be told apart */
+			return send_error(r, fault, why, true);
 		if (r->bad_target || headers_hold_nul(conn))
 			return send_error(r, ERR_BAD_REQUEST, "The request holds a NUL byte in its target or a header.", true);
 		if (cl && strtoull(cl, NULL, 10) > cfg->max_body + BODY_SLACK)
@@ -938,6 +1189,9 @@ int daemon_run(struct app *app)
 			}
 		}
 		head_expire(&l, now);
+		linger_expire(&l, now);
+		if (l.lingers && (timeout < 0 || timeout > 1000))
+			timeout = 1000; /* lingering sockets are checked each second at least */
 		if (l.heads) {
 			long long h = l.heads->deadline > now ? (long long)(l.heads->deadline - now) : 0;
 			if (timeout < 0 || h < timeout)
@@ -970,6 +1224,8 @@ int daemon_run(struct app *app)
 				shard_due(container_of(tag, struct shard, tag));
 			} else if (*tag == TAG_LISTEN) {
 				accept_ready(&l);
+			} else if (*tag == TAG_LINGER) {
+				linger_event(container_of(tag, struct closing, tag), evs[k].events);
 			} else if (*tag == TAG_SIGNAL) {
 				struct signalfd_siginfo si;
 				while (read(sfd, &si, sizeof(si)) == sizeof(si))
@@ -1013,6 +1269,8 @@ out:
 		free(l.shards[i]);
 	}
 	free(l.shards);
+	while (l.lingers)
+		linger_end(l.lingers);
 	if (l.lfd >= 0)
 		close(l.lfd);
 	if (app->cluster) {

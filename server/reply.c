@@ -36,6 +36,11 @@ static const struct {
 	[ERR_SHUTTING_DOWN] = { 503, "shutting_down", "The server is shutting down." },
 	[ERR_CLUSTER_UNAVAILABLE] = { 503, "cluster_unavailable", "etcd cannot be reached or has no leader; nothing was changed." },
 	[ERR_NODE_UNREACHABLE] = { 503, "node_unreachable", "The node this request belongs to cannot be reached." },
+	[ERR_HEADER_TOO_LARGE] = { 431, "header_too_large", "The request head is over the server's limit (about 6.75 KiB)." },
+	[ERR_URI_TOO_LONG] = { 414, "uri_too_long", "The request target is over the server's limit (about 6.75 KiB)." },
+	[ERR_NOT_IMPLEMENTED] = { 501, "not_implemented", "The only Transfer-Encoding taken is chunked." },
+	[ERR_HTTP_VERSION] = { 505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are served." },
+	[ERR_INTERNAL] = { 500, "internal_error", "The server could not handle the request." },
 };
 
 static const enum api_error store_errors[STORE_RC_COUNT] = {
