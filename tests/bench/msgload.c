@@ -1604,16 +1604,23 @@ static int report(double secs_sent, double drain_s, double cpu_server, double cp
 		printf("msgload: CPU while sending: msgload %.0f%% of one core (server unknown: no --pid)\n",
 		       cpu_client * 100);
 	rc = (lost || duplicates || send_errors || poll_errors || unknown_msgs || conn_failures) ? 1 : 0;
+	/* the server's CPU per message: its CPU time over the period measured,
+	 * by the messages sent in it */
+	double secs = opt.mode == M_MAXRATE ? opt.seconds : secs_sent;
+	double msgs = opt.mode == M_MAXRATE ? (double)win_received : (double)acked;
+	double us_per_msg = cpu_server >= 0 && msgs > 0 ? cpu_server * secs / msgs * 1e6 : -1;
+	if (us_per_msg >= 0)
+		printf("msgload: server CPU per message: %.1f us\n", us_per_msg);
 	printf("RESULT mode=%s measured=1 clean=%d waiters=%d senders=%d target_rate=%.0f window=%ld written=%" PRIu64
 	       " sent=%" PRIu64 " received=%" PRIu64 " lost=%" PRIu64 " duplicates=%" PRIu64 " send_errors=%" PRIu64
 	       " poll_errors=%" PRIu64 " conn_failures=%ld rate_sent=%.0f rate_received=%.0f p50_ms=%.3f p99_ms=%.3f"
 	       " max_ms=%.3f msgs_per_answer=%.2f cpu_server=%.0f cpu_client=%.0f send_s=%.2f drain_s=%.2f"
-	       " server_cpu_wait_ms=%.0f client_cpu_wait_ms=%.0f\n",
+	       " server_cpu_wait_ms=%.0f client_cpu_wait_ms=%.0f server_us_per_msg=%.1f\n",
 	       mode_name(), !rc, opt.waiters, opt.senders, opt.mode == M_LATENCY ? opt.rate : 0,
 	       opt.mode == M_MAXRATE ? opt.window : 0, issued, acked, received, lost, duplicates, send_errors,
 	       poll_errors, conn_failures, rate_sent, rate_recv, q.p50, q.p99, q.max,
 	       poll_answers ? (double)received / (double)poll_answers : 0.0, cpu_server * 100, cpu_client * 100,
-	       secs_sent, drain_s, rq_server_ms, rq_client_ms);
+	       secs_sent, drain_s, rq_server_ms, rq_client_ms, us_per_msg);
 	return rc;
 }
 

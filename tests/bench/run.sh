@@ -470,6 +470,14 @@ bench_memory_groups() {
 #      long-poll (wait=120) parked on each (the server's CPU idle and no
 #      unread input on its sockets); then one message to every name, each
 #      of which must arrive. Target < 10 KB per long-poll with its connection.
+#   4. the parked-count sweep (waiting at scale): for 1,000, 3,000 and 9,000
+#      parked receivers, an open loop at 5,000 messages/s for BENCH_SECONDS s
+#      (every send answered on schedule? p99; the server's CPU per message),
+#      then the highest closed-loop rate (as figure 2); at 9,000 also VmRSS
+#      per parked receive (as figure 3) and per idle event stream (msgload
+#      --mode streams). Targets at 9,000: the rate held, p99 < 2 ms, CPU
+#      per message at most 1.3x the 1,000 figure, the highest rate at least
+#      0.8x the 1,000 one.
 # A run that loses, duplicates or fails a message is INVALID and a problem.
 # msgload also reports how long rollcall was runnable but waiting for a CPU
 # (/proc/PID/schedstat): on a busy machine that, not rollcall, sets the tail.
@@ -654,6 +662,68 @@ bench_messages() {
     msg_latency
     msg_maxrate
     msg_memory
+    msg_sweep
+}
+
+SWEEP_ROWS=()
+msg_sweep() {
+    local n out out2 st st2 us1="" max1="" us max p99 held row verdict rss_poll="" rss_stream=""
+    for n in 1000 3000 9000; do
+        out="$TMP/sweep-$n.out" out2="$TMP/sweep-$n-max.out"
+        msg_run "sweep: $n parked, open loop 5000/s" "$out" --mode latency --waiters "$n" --rate 5000 \
+            --seconds "$SECS" --senders 4 --prefix "sw$n-"
+        st=$?
+        msg_run "sweep: $n parked, closed loop" "$out2" --mode maxrate --waiters "$n" --senders 64 --pipeline 2 \
+            --window 2000 --warmup 1 --seconds 5 --prefix "sm$n-"
+        st2=$?
+        if [ $st = 1 ] || [ $st2 = 1 ]; then
+            SWEEP_ROWS+=("sweep $n parked: NOT MEASURED ($MSG_WHY)")
+            continue
+        fi
+        us=$(msg_field "$out" server_us_per_msg)
+        max=$(msg_field "$out2" rate_received)
+        p99=$(msg_field "$out" p99_ms)
+        # held: clean, every send answered, on schedule (2% slack), drained within 1 s
+        held=0
+        msg_awk "$out" -v st="$st" -v secs="$SECS" \
+            'BEGIN { exit !(st == 0 && sent + 0 >= 5000 * secs * 0.98 && send_s + 0 <= secs * 1.02 && drain_s + 0 < 1) }' &&
+            held=1
+        [ "$n" = 1000 ] && us1=$us max1=$max
+        row=$(msg_awk "$out" -v n="$n" -v us1="$us1" -v max="$max" -v max1="$max1" -v held="$held" 'BEGIN {
+            printf "sweep %5d parked @5000/s: %s, p99 %.2f ms, max %.2f ms, server CPU %.1f us/msg (x%.2f of 1000); closed loop %.0f msg/s (x%.2f of 1000)",
+                n, (held ? "rate held" : sprintf("rate NOT held (%.0f/s in %.2f s)", rate_sent, send_s)), p99_ms, max_ms,
+                server_us_per_msg, (us1 > 0 ? server_us_per_msg / us1 : 0), max, (max1 > 0 ? max / max1 : 0) }')
+        if [ "$n" = 9000 ]; then
+            verdict=$(awk -v held="$held" -v p99="$p99" -v us="$us" -v us1="$us1" -v max="$max" -v max1="$max1" \
+                -v st="$st$st2" 'BEGIN {
+                ok = (st == "00") && held && p99 + 0 < 2 && us1 > 0 && us / us1 <= 1.3 && max1 > 0 && max / max1 >= 0.8;
+                printf "  targets (held, p99 <2 ms, CPU <=1.3x, rate >=0.8x) %s", (st != "00" ? "INVALID" : (ok ? "PASS" : "BELOW")) }')
+            row="$row$verdict"
+        fi
+        SWEEP_ROWS+=("$row")
+    done
+    msg_figure "RSS per parked receive (9000)" "sweep: RSS of 9000 parked receives" "$TMP/sweep-mem.out" 'BEGIN {
+        printf "%s: %.0f bytes each (%.0f the idle connection + %.0f the parked request; all %d answered by a message)",
+            l, per_poll_bytes, per_conn_bytes, per_request_bytes, received }' \
+        --mode memory --waiters 9000 --wait 120 --prefix swr-
+    SWEEP_ROWS+=("$MSG_ROW")
+    if msg_start_rollcall "sweep: RSS of 9000 idle event streams"; then
+        out="$TMP/sweep-streams.out"
+        echo
+        echo "=== sweep: 9000 idle event streams: ${WRK_CPU[*]:+${WRK_CPU[*]} }msgload --mode streams --streams 9000 --hold 2"
+        "${WRK_CPU[@]}" timeout 300 "$MSGLOAD" --port "$RC_PORT" --pid "$RC_PID" --mode streams --streams 9000 \
+            --hold 2 --timeout 240 >"$out" 2>&1 </dev/null
+        sed 's/^/  /' "$out" | tail -6
+        stop_rollcall
+        if [ "$(msg_field "$out" measured)" = 1 ]; then
+            SWEEP_ROWS+=("$(msg_awk "$out" 'BEGIN {
+                printf "RSS per idle event stream (9000): %.0f bytes each (VmRSS %.1f -> %.1f MB)", per_stream_bytes,
+                    rss_before_kb / 1024, rss_open_kb / 1024 }')")
+        else
+            SWEEP_ROWS+=("RSS per idle event stream (9000): NOT MEASURED")
+            problem "sweep: msgload --mode streams 9000 could not measure"
+        fi
+    fi
 }
 
 # -------------------------------------------------------------- events ---
@@ -822,6 +892,7 @@ for row in "${ROWS[@]}"; do echo "$row" | sed 's/ *$//'; done
 echo "$MEM_ROW  (target applies to VmRSS after loading)"
 echo "$GMEM_ROW"
 for row in "${MSG_ROWS[@]}"; do echo "$row"; done
+for row in "${SWEEP_ROWS[@]}"; do echo "$row"; done
 for row in "${EVENT_ROWS[@]}"; do echo "$row"; done
 for row in "${CALL_ROWS[@]}"; do echo "$row"; done
 if [ ${#PROBLEMS[@]} -gt 0 ]; then
