@@ -622,7 +622,11 @@ static void linger_end(struct closing *lg)
 	if (lg->next)
 		lg->next->prev = lg->prev;
 	l->nlingers--;
-	close(lg->fd); /* epoll forgets it */
+	/* Out of the epoll set first: closing our duplicate alone would not
+	 * take it out while libmicrohttpd still has the socket open, and its
+	 * events would come for a freed entry. */
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, lg->fd, NULL);
+	close(lg->fd);
 	free(lg);
 }
 

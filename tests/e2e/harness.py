@@ -220,6 +220,121 @@ def short(s, n=80):
 _RETRYABLE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
               http.client.CannotSendRequest, http.client.BadStatusLine)
 
+# --------------------------------------------------------------------------
+# Recording answers, for the response-conformance check (conformance.py)
+
+
+class Answer:
+    """One answer as Client.request got it: the method, the request path
+    without the query, the status, the headers ((name, value) pairs as
+    sent), the body bytes, and whether the request asked for
+    text/event-stream."""
+
+    __slots__ = ("method", "path", "status", "headers", "body", "event_stream")
+
+    def __init__(self, method, path, status, headers, body, event_stream):
+        self.method, self.path, self.status = method, path, status
+        self.headers, self.body, self.event_stream = headers, body, event_stream
+
+
+_HEX = re.compile(r"[0-9a-f]+")
+_TOKEN = re.compile(r"[a-z_]{1,40}")
+_VERBATIM_HEADERS = {"allow", "cache-control", "connection", "content-type",
+                     "transfer-encoding", "www-authenticate"}
+
+
+def _str_shape(s):
+    """A class of s that keeps what a schema can tell apart: snake_case
+    words (codes, types, states) as they are; hex ids by length; anything
+    else by its length bucket and the kinds of characters it holds."""
+    if _TOKEN.fullmatch(s):
+        return s
+    n = len(s)
+    if n in (16, 32) and _HEX.fullmatch(s):
+        return f"hex{n}"
+    kinds = frozenset("a" if c.isascii() and c.isalpha() and c.islower() else
+                      "A" if c.isascii() and c.isalpha() else
+                      "9" if c.isascii() and c.isdigit() else
+                      c if c in "._:-/ " else
+                      "^" if ord(c) < 32 or ord(c) == 127 else
+                      "!" if c.isascii() else "u" for c in s[:600])
+    size = next(b for b in (0, 1, 16, 64, 256, 512, 1 << 62) if n <= b)
+    return ("str", size, kinds)
+
+
+def json_shape(v, depth=0):
+    """The shape of a JSON value: its structure, the member names, the kind
+    of each scalar (see _str_shape; numbers by sign and integrality), array
+    lengths up to 16. Values deeper than 12 levels are one shape."""
+    if depth > 12:
+        return "deep"
+    if v is None or isinstance(v, bool):
+        return repr(v)
+    if isinstance(v, int):
+        return ("int", (v > 0) - (v < 0), v == 1)
+    if isinstance(v, float):
+        return ("num", (v > 0) - (v < 0), v.is_integer())
+    if isinstance(v, str):
+        return _str_shape(v)
+    if isinstance(v, list):
+        return ("list", min(len(v), 17), frozenset(json_shape(x, depth + 1) for x in v))
+    if isinstance(v, dict):
+        return ("obj", tuple(sorted((k, json_shape(x, depth + 1)) for k, x in v.items())))
+    return type(v).__name__
+
+
+def answer_signature(a, path_key):
+    """What makes an answer new to the conformance check: method, path_key
+    (the route it matched), status, header names (with the values that
+    have a fixed set of forms), and the body's shape."""
+    hdrs = tuple(sorted((k.lower(), v if k.lower() in _VERBATIM_HEADERS else _str_shape(v))
+                        for k, v in a.headers if k.lower() not in ("date", "content-length")))
+    ct = next((v for k, v in a.headers if k.lower() == "content-type"), "")
+    body = ("empty",) if not a.body else ("bytes", min(len(a.body), 1))
+    if a.body and "json" in ct.lower():
+        try:
+            body = json_shape(json.loads(a.body.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            body = ("not json", a.body[:64])
+    return (a.method, path_key, a.status, a.event_stream, hdrs, body)
+
+
+class Recorder:
+    """Keeps the answers Client.request gets while it is harness.RECORDER.
+    To keep memory modest it keeps the first `keep` answers of each
+    signature (answer_signature; path_key(method, path) names the route,
+    by default the path itself) and counts the rest; an answer whose
+    signature is new is always kept. Thread-safe."""
+
+    def __init__(self, path_key=None, keep=2):
+        self.path_key = path_key or (lambda method, path: path)
+        self.keep = keep
+        self.seen = 0
+        self._counts = {}
+        self._answers = []
+        self._lock = threading.Lock()
+
+    def record(self, method, path, status, headers, body, event_stream):
+        a = Answer(method, path.split("?", 1)[0].split("#", 1)[0], status,
+                   list(headers), body, event_stream)
+        try:
+            sig = answer_signature(a, self.path_key(a.method, a.path))
+        except Exception as e:  # noqa: BLE001 - never lose an answer to a signature bug
+            sig = ("unsigned", repr(e), id(a))
+        with self._lock:
+            self.seen += 1
+            n = self._counts.get(sig, 0)
+            self._counts[sig] = n + 1
+            if n < self.keep:
+                self._answers.append(a)
+
+    def answers(self):
+        with self._lock:
+            return list(self._answers)
+
+
+RECORDER = None  # a Recorder while answers are recorded (run_e2e.py sets it)
+
 
 class Client:
     """One keep-alive HTTP connection to a server, plus rollcall helpers."""
@@ -286,6 +401,11 @@ class Client:
             elapsed = time.monotonic() - t0
             if r.will_close:
                 self.close()
+            rec = RECORDER
+            if rec is not None:
+                accept = next((v for k, v in hdrs.items() if k.lower() == "accept"), "")
+                rec.record(method, path, r.status, r.getheaders(), body_bytes,
+                           "text/event-stream" in accept.lower())
             return Response(method, path, r.status, r.headers, body_bytes, elapsed)
 
     def get(self, path, **kw):

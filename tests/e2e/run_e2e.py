@@ -6,7 +6,12 @@ Usage: python3 tests/e2e/run_e2e.py [path/to/rollcall] [-k SUBSTRING] [-j JOBS]
 
 The binary is the path given, else $ROLLCALL_BIN, else build/rollcall (from
 the current directory, or from the repository root). Prints one line per
-test, then "N passed, M failed"; exits 1 if any failed."""
+test, then "N passed, M failed"; exits 1 if any failed.
+
+Every answer the tests get through harness.Client is recorded, and after
+the tests conformance.py checks them against openapi.yaml; that check is
+reported as one more test, conformance.every_answer_matches_openapi (with
+-k too, over what the tests run recorded)."""
 
 import argparse
 import concurrent.futures
@@ -41,6 +46,9 @@ import test_waiting  # noqa: E402,F401
 import test_framing  # noqa: E402,F401
 
 OVERALL_LIMIT = 150.0  # seconds; the suite normally takes well under 60
+CONFORMANCE_LIMIT = 10.0  # seconds at most for the conformance check (it takes under one)
+CONFORMANCE_NAME = "conformance.every_answer_matches_openapi"
+OPENAPI = os.path.join(HERE, "..", "..", "openapi.yaml")
 
 
 def find_binary(arg):
@@ -82,6 +90,38 @@ def run_one(case, shared, shared_error):
         ctx.cleanup()
 
 
+def start_recording():
+    """Loads openapi.yaml and records every answer from now on: (the
+    loaded conformance.Spec, None) or (None, why it cannot be checked)."""
+    try:
+        import conformance
+        spec = conformance.load(OPENAPI)
+    except ImportError as e:
+        return None, f"cannot check: {e} (install python3-yaml: scripts/install-deps.sh)"
+    except Exception as e:  # noqa: BLE001 - a broken openapi.yaml fails the check, not the run
+        return None, f"cannot load {os.path.normpath(OPENAPI)}: {reason_of(e)}"
+    harness.RECORDER = harness.Recorder(spec.path_key)
+    return spec, None
+
+
+def check_conformance(spec, why_not, budget):
+    """(ok, the report line's reason, detail lines) for the recorded answers."""
+    rec, harness.RECORDER = harness.RECORDER, None
+    if spec is None:
+        return False, why_not, []
+    import conformance
+    answers = rec.answers()
+    checked, n, lines, finished = conformance.check_answers(
+        spec, answers, deadline=time.monotonic() + budget)
+    if not finished:
+        return False, (f"the check did not finish within {budget:.0f} s "
+                       f"({checked} of {len(answers)} answers checked)"), lines
+    if n:
+        return False, (f"{n} distinct failures in {checked} answers checked "
+                       f"(of {rec.seen} recorded){', the first 20:' if n > 20 else ':'}"), lines
+    return True, f"{checked} answers checked (of {rec.seen} recorded)", []
+
+
 def main():
     ap = argparse.ArgumentParser(description="rollcall end-to-end tests")
     ap.add_argument("binary", nargs="?", help="path to rollcall (default build/rollcall)")
@@ -98,7 +138,7 @@ def main():
     passed = failed = 0
     lock = threading.Lock()
 
-    def report(name, ok, why, secs):
+    def report(name, ok, why, secs, details=()):
         nonlocal passed, failed
         with lock:
             if ok:
@@ -107,8 +147,11 @@ def main():
                 failed += 1
             dur = f" ({secs:.2f}s)" if args.verbose else ""
             print(f"{name} ok{dur}" if ok else f"{name} FAIL: {why}{dur}", flush=True)
+            for line in details:
+                print(f"    {line if len(line) <= 400 else line[:400] + '...'}", flush=True)
 
     t_start = time.monotonic()
+    spec, spec_error = start_recording()
     shared = shared_error = None
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs))
     try:
@@ -141,6 +184,16 @@ def main():
     finally:
         harness.kill_all_servers()
         pool.shutdown(wait=False, cancel_futures=True)
+
+    t0 = time.monotonic()
+    budget = min(CONFORMANCE_LIMIT, max(2.0, OVERALL_LIMIT - (t0 - t_start)))
+    try:
+        ok, why, details = check_conformance(spec, spec_error, budget)
+    except BaseException as e:  # noqa: BLE001 - a bug in the check fails it, not the run
+        ok, why, details = False, reason_of(e), []
+    if ok and args.verbose:
+        details = [f"# {why}"]
+    report(CONFORMANCE_NAME, ok, why, time.monotonic() - t0, details)
 
     if args.verbose:
         print(f"# {time.monotonic() - t_start:.1f} s", flush=True)

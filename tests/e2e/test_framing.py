@@ -154,3 +154,45 @@ def test_framing_errors_counted_and_server_intact(ctx):
     st = expect_json(c.get("/v1/stats"), 200)
     check(st["requests"]["4xx"] >= 2, f"the refused heads are counted in 4xx: {st['requests']}")
     expect_json(c.get(f"/v1/sessions/{s.id}"), 200)
+
+
+@test
+def test_many_malformed_heads_at_once_leave_the_server_up(ctx):
+    """64 connections at once, each a header line libmicrohttpd refuses
+    (no colon, or a bare continuation line) and then a half-close: each
+    answer is written on a socket closed by two owners (ours lingering,
+    libmicrohttpd's); the server must stay up and answer each once."""
+    import threading
+    srv = ctx.start("--idle-timeout", "2")
+    outs = []
+    lock = threading.Lock()
+
+    def one(data):
+        try:
+            s = socket.create_connection((HOST, srv.port), timeout=5)
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            s.close()
+        except OSError:
+            out = b"<error>"
+        with lock:
+            outs.append(out)
+
+    heads = [f"GET /healthz HTTP/1.1\r\nHost {HOST}\r\n\r\n".encode(), b"GET /healthz HTTP/1.1\r\n x\r\n\r\n"]
+    for rnd in range(3):
+        ts = [threading.Thread(target=one, args=(heads[i % 2],)) for i in range(64)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        check(srv.proc.poll() is None, f"the server is up after round {rnd + 1} of 64 malformed heads")
+    answered = [o for o in outs if STATUS_LINE.findall(o)]
+    check(all(len(STATUS_LINE.findall(o)) == 1 for o in answered), "never more than one answer per connection")
+    check(all(b'"error":"bad_request"' in o for o in answered), "every answer is the JSON 400")
+    expect_json(ctx.client(srv).get("/healthz"), 200)
