@@ -76,6 +76,7 @@ struct loop {
 	struct shard *due;     /* shards to run before the loop sleeps: events, a resume, a new connection */
 	struct shard *roomy;   /* shards with room for another connection (a stack) */
 	size_t connections, max_connections;
+	uint64_t accept_paused_until; /* out of descriptors: the listening socket is unwatched until then */
 	size_t live_requests;
 	size_t suspended;
 	struct conn_state *heads, *heads_tail; /* awaiting a request head, by deadline */
@@ -233,6 +234,8 @@ static struct shard *shard_new(struct loop *l)
 /* The listening socket is readable: each new connection goes to a shard
  * with room (a new one when none has); over --max-connections, it is
  * closed at once, as libmicrohttpd does at its limit. */
+#define ACCEPT_PAUSE_MS 100
+
 static void accept_ready(struct loop *l)
 {
 	int i;
@@ -246,7 +249,13 @@ static void accept_ready(struct loop *l)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			return; /* EAGAIN, or out of descriptors: the next event tries again */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* out of descriptors: the socket stays readable, so stop
+				 * watching it a moment rather than spin */
+				epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->lfd, NULL);
+				l->accept_paused_until = daemon_now_ms() + ACCEPT_PAUSE_MS;
+			}
+			return;
 		}
 		if (l->connections >= l->max_connections) {
 			close(fd);
@@ -597,7 +606,7 @@ static void log_request(struct conn_req *r, const struct http_reply *rep)
  * closes its side without writing anything. */
 
 #define LINGER_MS 5000
-#define LINGER_MAX 1024
+#define LINGER_MAX 64 /* sockets lingering at once; more close at once (counted in FD_RESERVE) */
 
 struct closing {
 	int tag; /* TAG_LINGER; first, so an epoll event can tell what it points at */
@@ -1065,7 +1074,7 @@ static int listen_socket(const struct config *cfg, unsigned *port)
 /* Descriptors kept for what is not a client connection: the listening
  * socket, epoll, signals, logs; in a cluster, connections to etcd and to
  * the other nodes. Each shard takes one more (its epoll). */
-#define FD_RESERVE 32
+#define FD_RESERVE (32 + LINGER_MAX)
 #define FD_RESERVE_CLUSTER 256
 
 /* Raises the open-file limit to the hard limit, says how many client
@@ -1194,6 +1203,16 @@ int daemon_run(struct app *app)
 		}
 		head_expire(&l, now);
 		linger_expire(&l, now);
+		if (l.accept_paused_until) {
+			if (now >= l.accept_paused_until && l.lfd >= 0) {
+				ev.events = EPOLLIN;
+				ev.data.ptr = &l.tag_listen;
+				epoll_ctl(l.epfd, EPOLL_CTL_ADD, l.lfd, &ev);
+				l.accept_paused_until = 0;
+			} else if (timeout < 0 || (long long)(l.accept_paused_until - now) < timeout) {
+				timeout = l.accept_paused_until > now ? (long long)(l.accept_paused_until - now) : 0;
+			}
+		}
 		if (l.lingers && (timeout < 0 || timeout > 1000))
 			timeout = 1000; /* lingering sockets are checked each second at least */
 		if (l.heads) {
