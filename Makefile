@@ -18,13 +18,15 @@ LIB_SRC := $(wildcard store/*.c) $(filter-out server/main.c,$(wildcard server/*.
            $(wildcard cluster/*.c)
 UI_FILES := $(sort $(wildcard handlers/ui/*))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ui_assets.o
+# librollcall and rollcallctl (client/): nothing of the server.
+CLIENT_OBJ := $(BUILD)/obj/client/rollcall.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
 
 .PHONY: all run test unit e2e asan bench bench-cluster soak cluster cluster-test fuzz deps clean
 
-all: $(BUILD)/rollcall
+all: $(BUILD)/rollcall $(BUILD)/rollcallctl $(BUILD)/librollcall.a
 
 $(BUILD)/obj/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
@@ -43,9 +45,15 @@ $(BUILD)/obj/ui_assets.o: $(BUILD)/gen/ui_assets.c handlers/ui_assets.h
 $(BUILD)/rollcall: $(BUILD)/obj/server/main.o $(LIB_OBJ)
 	$(CC) $(ALL_CFLAGS) -Wl,--export-dynamic-symbol=MHD_queue_response -o $@ $^ $(LDLIBS)
 
-$(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(wildcard tests/unit/*.h)
+$(BUILD)/librollcall.a: $(CLIENT_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/rollcallctl: $(BUILD)/obj/client/rollcallctl.o $(CLIENT_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(CLIENT_OBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) $(TEST_LIBS) $(UNIT_LDFLAGS)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(CLIENT_OBJ) $(LDLIBS) $(TEST_LIBS) $(UNIT_LDFLAGS)
 
 # test_oom fails our own allocations one by one.
 $(BUILD)/unit/test_oom: UNIT_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc

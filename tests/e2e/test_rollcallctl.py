@@ -1,0 +1,168 @@
+"""rollcallctl against the real server: each command, its output for people
+and with --json, and its exit statuses (0 done, 1 not found or empty, 2 usage
+or refused as bad, 4 unreachable or unable to serve, 5 a deadline)."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import harness
+from harness import check, eq, expect_json, expect_status, test
+
+
+def ctl(srv, *args, env=None, timeout=20):
+    """Runs build/rollcallctl (next to the server binary) against srv:
+    (exit status, stdout, stderr)."""
+    exe = os.path.join(os.path.dirname(harness.BIN), "rollcallctl")
+    e = dict(os.environ)
+    e.pop("ROLLCALL_AUTH_TOKEN", None)
+    e["ROLLCALL_URL"] = f"http://{harness.HOST}:{srv.port}" if srv else "http://127.0.0.1:1"
+    e.update(env or {})
+    p = subprocess.run([exe, *args], capture_output=True, text=True, env=e, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def rows(out):
+    return [line.split() for line in out.strip().splitlines()]
+
+
+@test
+def test_lookup(ctx):
+    srv = ctx.start()
+    c = ctx.client(srv)
+    s = c.session()
+    expect_status(c.put_name("db/main", {"port": 5432}, s.token), 201)
+    rc, out, err = ctl(srv, "lookup", "db/main")
+    eq(rc, 0, f"lookup: {err}")
+    eq(rows(out), [["NAME", "SESSION", "VALUE"], ["db/main", s.id, '{"port":5432}']], "lookup, for people")
+    rc, out, _ = ctl(srv, "--json", "lookup", "db/main")
+    eq((rc, json.loads(out)), (0, {"key": "db/main", "session": s.id, "value": {"port": 5432}}), "lookup --json")
+    rc, out, err = ctl(srv, "lookup", "nobody")
+    eq((rc, out), (1, ""), "an unknown name: 1, nothing on stdout")
+    check("name_not_found" in err, f"the error on stderr: {err!r}")
+    # --wait: answered when the name comes
+    t0 = time.monotonic()
+    later = threading.Timer(0.5, lambda: c.put_name("late", None, s.token))
+    later.start()
+    rc, out, err = ctl(srv, "lookup", "late", "--wait", "5")
+    eq(rc, 0, f"lookup --wait of a name registered meanwhile: {err}")
+    check(time.monotonic() - t0 < 4, "answered when the name came")
+    rc, _, _ = ctl(srv, "lookup", "never", "--wait", "1")
+    eq(rc, 1, "lookup --wait that times out")
+
+
+@test
+def test_ls_each_kind(ctx):
+    srv = ctx.start()
+    c = ctx.client(srv)
+    s = c.session(label="ls@host")
+    for k in ("ls/a", "ls/b", "other"):
+        expect_status(c.put_name(k, 1, s.token), 201)
+    expect_status(c.put("/v1/props/role", {"value": "db"}, token=s.token), 201)
+    expect_status(c.put("/v1/groups/workers", None, token=s.token), 201)
+    rc, out, _ = ctl(srv, "ls", "names", "--prefix", "ls/")
+    eq((rc, rows(out)), (0, [["NAME", "SESSION", "VALUE"], ["ls/a", s.id, "1"], ["ls/b", s.id, "1"]]), "ls names")
+    rc, out, _ = ctl(srv, "--json", "ls", "names")
+    eq([json.loads(x)["key"] for x in out.splitlines()], ["ls/a", "ls/b", "other"], "ls names --json: a line each")
+    eq(rows(ctl(srv, "ls", "props")[1]), [["PROPERTY", "HOLDERS"], ["role", "1"]], "ls props")
+    eq(rows(ctl(srv, "ls", "groups")[1]), [["GROUP", "MEMBERS"], ["workers", "1"]], "ls groups")
+    rc, out, _ = ctl(srv, "ls", "sessions")
+    lines = rows(out)
+    eq((rc, lines[0], lines[1][:2]), (0, ["SESSION", "LABEL", "EXPIRES", "NODE"], [s.id, "ls@host"]), "ls sessions")
+    check(" ".join(lines[1][2:4]).startswith("in "), f"expiry relative: {lines[1]}")
+    rc, out, _ = ctl(srv, "ls", "nodes")
+    eq((rc, rows(out)[0]), (0, ["NODE", "URL", "SESSIONS", "SINCE"]), "ls nodes")
+    rc, out, _ = ctl(srv, "ls", "names", "--prefix", "zzz")
+    eq((rc, rows(out)), (1, [["NAME", "SESSION", "VALUE"]]), "an empty listing: 1")
+    eq(ctl(srv, "ls", "things")[0], 2, "an unknown kind: 2")
+    eq(ctl(srv, "ls", "nodes", "--prefix", "x")[0], 2, "--prefix on nodes: 2")
+
+
+@test
+def test_members(ctx):
+    srv = ctx.start()
+    c = ctx.client(srv)
+    a, b = c.session(), c.session()
+    expect_status(c.put("/v1/groups/pool", {"value": "a"}, token=a.token), 201)
+    expect_status(c.put("/v1/groups/pool", {"value": "b"}, token=b.token), 201)
+    rc, out, _ = ctl(srv, "members", "pool")
+    eq((rc, rows(out)), (0, [["SESSION", "VALUE"], [a.id, '"a"'], [b.id, '"b"']]), "members in join order")
+    picked = {ctl(srv, "--json", "members", "pool", "--pick", "round_robin")[1].strip() for _ in range(2)}
+    eq(len(picked), 2, f"round_robin picks both in turn: {picked}")
+    rc, out, _ = ctl(srv, "--json", "members", "pool", "--pick", "hash", "--hash-key", "k1")
+    rc2, out2, _ = ctl(srv, "--json", "members", "pool", "--pick", "hash", "--hash-key", "k1")
+    eq((rc, rc2, out), (0, 0, out2), "the same hash key, the same member")
+    eq(ctl(srv, "members", "empty")[0], 1, "a group with no member: 1")
+    eq(ctl(srv, "members", "empty", "--pick", "random")[0], 1, "a pick in an empty group: 1 (group_empty)")
+    eq(ctl(srv, "members", "pool", "--pick", "hash")[0], 2, "hash without its key: 2 (400)")
+
+
+@test
+def test_send(ctx):
+    srv = ctx.start()
+    c = ctx.client(srv)
+    s, t = c.session(), c.session()
+    expect_status(c.put_name("inbox", None, s.token), 201)
+    for x in (s, t):
+        expect_status(c.put("/v1/props/all", None, token=x.token), 201)
+    rc, out, err = ctl(srv, "send", "name:inbox", '{"n": 1}')
+    eq((rc, out), (0, "delivered 1\n"), f"send to a name: {err}")
+    rc, out, _ = ctl(srv, "--json", "send", "prop:all", '"hi"')
+    eq((rc, json.loads(out)), (0, {"delivered": 2, "full": []}), "send to a property's holders, --json")
+    got = expect_json(c.get(f"/v1/sessions/{s.id}/messages", token=s.token), 200)["messages"]
+    eq([(m["to"], m["body"]) for m in got], [({"name": "inbox"}, {"n": 1}), ({"prop": "all"}, "hi")], "received")
+    rc, _, err = ctl(srv, "send", "name:nobody", "1")
+    eq(rc, 1, "send to an unknown name: 1")
+    check("name_not_found" in err, err)
+    eq(ctl(srv, "send", "inbox", "1")[0], 2, "a target without its kind: 2")
+    rc, _, err = ctl(srv, "send", "name:inbox", "not json")
+    eq(rc, 2, "a body that is not JSON: 2")
+    check("not JSON" in err, err)
+    eq(ctl(srv, "send", "name:inbox")[0], 2, "send without a body: 2")
+
+
+@test
+def test_call(ctx):
+    srv = ctx.start()
+    c = ctx.client(srv)
+    w = c.session()
+    expect_status(c.put_name("svc", None, w.token), 201)
+
+    def serve():
+        c2 = ctx.client(srv)
+        m = expect_json(c2.get(f"/v1/sessions/{w.id}/messages?wait=10", token=w.token), 200)["messages"][0]
+        c2.post(f"/v1/replies/{m['reply_to']}", {"body": {"echo": m["body"]}}, token=w.token)
+
+    th = threading.Thread(target=serve)
+    th.start()
+    rc, out, err = ctl(srv, "call", "name:svc", '{"q": 1}', "--timeout", "5000")
+    th.join(10)
+    eq((rc, json.loads(out)), (0, {"echo": {"q": 1}}), f"call prints the reply's body: {err}")
+    rc, _, err = ctl(srv, "call", "name:svc", "1", "--timeout", "200")
+    eq(rc, 5, "a call with no reply before its timeout: 5")
+    check("call_timeout" in err, err)
+    eq(ctl(srv, "call", "prop:x", "1")[0], 2, "a call to a property: 2 (400)")
+
+
+@test
+def test_stats_unreachable_auth_and_usage(ctx):
+    srv = ctx.start("--auth-token", "sekrit")
+    rc, _, err = ctl(srv, "stats")
+    eq(rc, 2, "no token with --auth-token: 2 (401)")
+    check("unauthorized" in err, err)
+    rc, out, _ = ctl(srv, "stats", env={"ROLLCALL_AUTH_TOKEN": "sekrit"})
+    eq(rc, 0, "the token from $ROLLCALL_AUTH_TOKEN")
+    check(out.startswith("sessions"), f"stats for people: {out!r}")
+    rc, out, _ = ctl(srv, "--auth-token", "sekrit", "--json", "stats")
+    eq((rc, "parked" in json.loads(out)), (0, True), "stats --json, the token from --auth-token")
+    rc, _, err = ctl(None, "stats")
+    eq(rc, 4, "nothing listening: 4")
+    check("unreachable" in err, err)
+    eq(ctl(srv, "frobnicate")[0], 2, "an unknown command: 2")
+    eq(ctl(srv)[0], 2, "no command: 2")
+    eq(ctl(srv, "--url", "ftp://x", "stats")[0], 2, "a --url that is not http: 2")
+    rc, out, _ = ctl(srv, "--help")
+    eq(rc, 0, "--help")
+    check("exit status" in out, "--help says the exit statuses")
