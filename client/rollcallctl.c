@@ -8,9 +8,14 @@
  * rc_exit_code() in rollcall.h (0 done, 1 not found or empty, 2 usage or
  * refused as bad, 3 conflict, 4 unreachable or unable to serve, 5 a
  * deadline reached); an error's message goes to stderr. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "rollcall.h"
 
@@ -24,6 +29,12 @@ static const char usage_text[] =
 	"  send TARGET JSON                      TARGET: name:N, session:ID, prop:K, group:G[:PICK]\n"
 	"  call TARGET JSON [--timeout MS]       wait for the reply, print its body\n"
 	"  stats\n"
+	"  recv [--reply CMD]                    as $ROLLCALL_SESSION/$ROLLCALL_TOKEN (or the session in\n"
+	"                                        $ROLLCALL_SESSION_FILE): print each message as a JSON line;\n"
+	"                                        --reply: run CMD for each call, body on stdin, reply its stdout\n"
+	"  run [--name N]... [--prop K[=JSON]]... [--group G[=JSON]]... [--value JSON] [--ttl S]\n"
+	"      [--label L] [--wait-name S] [--on-lost=reregister|exit] -- CMD ARGS...\n"
+	"                                        hold a session (and names) while CMD runs\n"
 	"exit status: 0 done, 1 not found or empty, 2 usage or refused as bad, 3 conflict,\n"
 	"4 unreachable or unable to serve, 5 a deadline reached\n";
 
@@ -375,6 +386,381 @@ static int cmd_stats(struct rc *c, int argc)
 	return code;
 }
 
+/* --- recv: a session's mailbox --- */
+
+/* The session to act as: $ROLLCALL_SESSION_FILE's "ID TOKEN" when set (it
+ * follows a `run` that registered again), else $ROLLCALL_SESSION and
+ * $ROLLCALL_TOKEN. False with a message when there is none. */
+static bool current_session(struct rc_session *s)
+{
+	const char *file = getenv("ROLLCALL_SESSION_FILE"), *id, *tok;
+	char line[128];
+	FILE *f;
+
+	memset(s, 0, sizeof(*s));
+	if (file && *file && (f = fopen(file, "r"))) {
+		bool ok = fgets(line, sizeof(line), f) && sscanf(line, "%16s %32s", s->id, s->token) == 2;
+		fclose(f);
+		if (ok)
+			return true;
+	}
+	id = getenv("ROLLCALL_SESSION");
+	tok = getenv("ROLLCALL_TOKEN");
+	if (!id || !tok || strlen(id) >= sizeof(s->id) || strlen(tok) >= sizeof(s->token)) {
+		fprintf(stderr, "rollcallctl: recv needs $ROLLCALL_SESSION and $ROLLCALL_TOKEN (as `rollcallctl run` sets)\n");
+		return false;
+	}
+	strcpy(s->id, id);
+	strcpy(s->token, tok);
+	return true;
+}
+
+/* Runs cmd with body on its stdin; its stdout (JSON, or else sent as a
+ * JSON string), malloc'd, or NULL when it could not run. */
+static char *run_reply(const char *cmd, const char *body)
+{
+	int in[2], out[2];
+	pid_t pid;
+	char *buf = NULL, *json;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+	cJSON *parsed, *str;
+
+	if (pipe(in) || pipe(out))
+		return NULL;
+	pid = fork();
+	if (pid < 0)
+		return NULL;
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[0]);
+		close(in[1]);
+		close(out[0]);
+		close(out[1]);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	signal(SIGPIPE, SIG_IGN);
+	if (write(in[1], body, strlen(body)) < 0) { /* the command may not read it */
+	}
+	close(in[1]);
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			char *p = realloc(buf, cap = cap ? cap * 2 : 8192);
+			if (!p)
+				break;
+			buf = p;
+		}
+		n = read(out[0], buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(out[0]);
+	waitpid(pid, NULL, 0);
+	if (!buf)
+		return strdup("null");
+	buf[len] = '\0';
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	parsed = cJSON_Parse(buf);
+	if (parsed) {
+		cJSON_Delete(parsed);
+		return buf;
+	}
+	str = cJSON_CreateString(buf); /* not JSON: it goes as a string */
+	free(buf);
+	json = str ? cJSON_PrintUnformatted(str) : NULL;
+	cJSON_Delete(str);
+	return json;
+}
+
+static int cmd_recv(struct rc *c, int argc, char **argv)
+{
+	const char *reply_cmd = NULL;
+	struct rc_session s, last = { 0 };
+	struct rc_result r = { 0 };
+	uint64_t after = 0;
+	unsigned failures = 0;
+
+	if (argc == 2 && !strcmp(argv[0], "--reply"))
+		reply_cmd = argv[1];
+	else if (argc != 0)
+		return usage("recv [--reply CMD]");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (;;) {
+		const cJSON *msgs, *m;
+		if (!current_session(&s))
+			return EXIT_USAGE;
+		if (strcmp(s.id, last.id)) { /* a new session (registered again): its own numbering */
+			after = 0;
+			last = s;
+		}
+		rc_receive(c, &s, after, 25, &r);
+		if (r.status == 200) {
+			failures = 0;
+			msgs = cJSON_GetObjectItemCaseSensitive(r.json, "messages");
+			cJSON_ArrayForEach(m, msgs) {
+				const cJSON *seq = cJSON_GetObjectItemCaseSensitive(m, "seq");
+				const cJSON *rt = cJSON_GetObjectItemCaseSensitive(m, "reply_to");
+				if (reply_cmd && cJSON_IsString(rt)) {
+					char *body = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(m, "body"));
+					char *answer = body ? run_reply(reply_cmd, body) : NULL;
+					struct rc_result rr = { 0 };
+					if (answer)
+						rc_reply(c, &s, rt->valuestring, answer, &rr);
+					if (rr.status != 204 && rr.error[0])
+						fprintf(stderr, "rollcallctl: reply: %s: %s\n", rr.error, rr.message);
+					rc_result_clear(&rr);
+					free(body);
+					free(answer);
+				} else {
+					print_json(m);
+				}
+				if (cJSON_IsNumber(seq))
+					after = (uint64_t)seq->valuedouble; /* acknowledged by the next receive */
+			}
+		} else if (r.status == 404 && !getenv("ROLLCALL_SESSION_FILE")) {
+			return finish(&r); /* the session is gone */
+		} else {
+			/* unreachable, or the session was replaced: try again soon */
+			struct timespec ts = { 0, 200000000L };
+			if (++failures == 1 && r.error[0])
+				fprintf(stderr, "rollcallctl: recv: %s: %s (trying again)\n", r.error, r.message);
+			nanosleep(&ts, NULL);
+		}
+		rc_result_clear(&r);
+	}
+}
+
+/* --- run: hold a session while a command runs --- */
+
+struct entry {
+	const char *kind; /* names, props, groups */
+	char *key;
+	const char *value; /* JSON or NULL */
+};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Writes "ID TOKEN" to path (through a temporary file and a rename, so a
+ * reader never sees half of it). */
+static bool write_session_file(const char *path, const struct rc_session *s)
+{
+	char tmp[4200];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return false;
+	fprintf(f, "%s %s\n", s->id, s->token);
+	if (fclose(f))
+		return false;
+	return rename(tmp, path) == 0;
+}
+
+/* A session with every entry registered. Names taken: waits up to wait_s
+ * (-1: not at all) for them. 0 done, else an exit status (message given). */
+static int take_session(struct rc *c, unsigned ttl, const char *label, const struct entry *e, size_t n, long wait_s,
+			struct rc_session *s)
+{
+	struct rc_result r = { 0 };
+	uint64_t until = wait_s >= 0 ? now_ms() + (uint64_t)wait_s * 1000 : 0;
+	size_t i;
+	int code;
+
+	if (rc_session_create(c, ttl, label, s, &r) != 201) {
+		code = finish(&r);
+		rc_result_clear(&r);
+		return code ? code : 4;
+	}
+	rc_result_clear(&r);
+	for (i = 0; i < n; i++) {
+		for (;;) {
+			int st = rc_register(c, s, e[i].kind, e[i].key, e[i].value, &r);
+			if (st == 200 || st == 201)
+				break;
+			if (st == 409 && wait_s >= 0 && !got_signal) {
+				uint64_t now = now_ms();
+				struct rc_result w = { 0 };
+				if (wait_s > 0 && now >= until) {
+					fprintf(stderr, "rollcallctl: %s is still taken after --wait-name %ld s\n", e[i].key,
+						wait_s);
+					rc_result_clear(&r);
+					rc_session_delete(c, s, &w);
+					rc_result_clear(&w);
+					return 5;
+				}
+				/* wait for the holder to go (a heartbeat meanwhile keeps ours) */
+				rc_session_heartbeat(c, s, &w);
+				rc_result_clear(&w);
+				sleep_ms(250);
+				continue;
+			}
+			code = finish(&r);
+			rc_result_clear(&r);
+			rc_session_delete(c, s, &r);
+			rc_result_clear(&r);
+			return code ? code : 4;
+		}
+		rc_result_clear(&r);
+	}
+	return 0;
+}
+
+static int cmd_run(struct rc *c, const char *url, int argc, char **argv)
+{
+	struct entry e[256];
+	size_t n = 0, i;
+	unsigned ttl = 15;
+	const char *label = NULL, *value = NULL;
+	long wait_s = -1;
+	bool on_lost_exit = false;
+	char path[4096];
+	struct rc_session s;
+	struct rc_result r = { 0 };
+	int a, code, status = 0;
+	pid_t child;
+	uint64_t next_beat;
+	struct sigaction sa;
+
+	for (a = 0; a < argc && strcmp(argv[a], "--"); a++) {
+		const char *f = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
+		if (!strcmp(f, "--on-lost=exit") || !strcmp(f, "--on-lost=reregister")) {
+			on_lost_exit = !strcmp(f, "--on-lost=exit");
+			continue;
+		}
+		if (!v || !strcmp(v, "--"))
+			return usage("run: a flag without its value");
+		a++;
+		if (!strcmp(f, "--ttl")) {
+			ttl = (unsigned)strtoul(v, NULL, 10);
+		} else if (!strcmp(f, "--label")) {
+			label = v;
+		} else if (!strcmp(f, "--value")) {
+			if (!json_arg(v))
+				return EXIT_USAGE;
+			value = v;
+		} else if (!strcmp(f, "--wait-name")) {
+			wait_s = strtol(v, NULL, 10);
+		} else if ((!strcmp(f, "--name") || !strcmp(f, "--prop") || !strcmp(f, "--group")) && n < 256) {
+			char *eq = f[2] == 'n' ? NULL : strchr(v, '=');
+			e[n].kind = f[2] == 'n' ? "names" : f[2] == 'p' ? "props" : "groups";
+			e[n].key = eq ? strndup(v, (size_t)(eq - v)) : strdup(v);
+			e[n].value = eq ? eq + 1 : NULL;
+			if (!e[n].key || (e[n].value && !json_arg(e[n].value)))
+				return EXIT_USAGE;
+			n++;
+		} else {
+			return usage("run: unknown flag");
+		}
+	}
+	if (a + 1 >= argc)
+		return usage("run ... -- CMD ARGS...");
+	for (i = 0; i < n; i++)
+		if (!strcmp(e[i].kind, "names") && !e[i].value)
+			e[i].value = value;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	code = take_session(c, ttl, label, e, n, wait_s, &s);
+	if (code || got_signal)
+		return code ? code : 128 + got_signal;
+	snprintf(path, sizeof(path), "%s/rollcall-session-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+		 (int)getpid());
+	if (!write_session_file(path, &s)) {
+		fprintf(stderr, "rollcallctl: cannot write %s: %s\n", path, strerror(errno));
+		rc_session_delete(c, &s, &r);
+		rc_result_clear(&r);
+		return 4;
+	}
+	child = fork();
+	if (child < 0) {
+		perror("rollcallctl: fork");
+		return 4;
+	}
+	if (child == 0) {
+		setenv("ROLLCALL_URL", url, 1);
+		setenv("ROLLCALL_SESSION", s.id, 1);
+		setenv("ROLLCALL_TOKEN", s.token, 1);
+		setenv("ROLLCALL_SESSION_FILE", path, 1);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		execvp(argv[a + 1], argv + a + 1);
+		fprintf(stderr, "rollcallctl: %s: %s\n", argv[a + 1], strerror(errno));
+		_exit(127);
+	}
+	next_beat = now_ms() + ttl * 1000 / 3;
+	for (;;) {
+		pid_t w = waitpid(child, &status, WNOHANG);
+		if (w == child)
+			break;
+		if (got_signal) { /* passed on to the command; its end ends us */
+			kill(child, got_signal);
+			got_signal = 0;
+		}
+		if (now_ms() >= next_beat) {
+			int st = rc_session_heartbeat(c, &s, &r);
+			rc_result_clear(&r);
+			next_beat = now_ms() + ttl * 1000 / 3;
+			if (st == 404) { /* the lease was lost (expired, or the server restarted) */
+				if (on_lost_exit) {
+					fprintf(stderr, "rollcallctl: the session's lease was lost: stopping the command\n");
+					kill(child, SIGTERM);
+					waitpid(child, &status, 0);
+					unlink(path);
+					return 4;
+				}
+				fprintf(stderr, "rollcallctl: the session's lease was lost: registering again\n");
+				if (take_session(c, ttl, label, e, n, wait_s < 0 ? 0 : wait_s, &s) == 0) {
+					write_session_file(path, &s);
+					setenv("ROLLCALL_SESSION", s.id, 1);
+				} else {
+					next_beat = now_ms() + 1000; /* try again in a second */
+				}
+			}
+		}
+		sleep_ms(50);
+	}
+	rc_session_delete(c, &s, &r);
+	rc_result_clear(&r);
+	unlink(path);
+	for (i = 0; i < n; i++)
+		free(e[i].key);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 4;
+}
+
 int main(int argc, char **argv)
 {
 	const char *url = getenv("ROLLCALL_URL"), *token = getenv("ROLLCALL_AUTH_TOKEN");
@@ -418,6 +804,10 @@ int main(int argc, char **argv)
 		code = cmd_send_call(c, true, argc - i - 1, argv + i + 1);
 	else if (!strcmp(argv[i], "stats"))
 		code = cmd_stats(c, argc - i - 1);
+	else if (!strcmp(argv[i], "recv"))
+		code = cmd_recv(c, argc - i - 1, argv + i + 1);
+	else if (!strcmp(argv[i], "run"))
+		code = cmd_run(c, url, argc - i - 1, argv + i + 1);
 	else
 		code = usage("unknown command");
 	rc_free(c);

@@ -166,3 +166,111 @@ def test_stats_unreachable_auth_and_usage(ctx):
     rc, out, _ = ctl(srv, "--help")
     eq(rc, 0, "--help")
     check("exit status" in out, "--help says the exit statuses")
+
+
+def ctl_bg(srv, *args, env=None, port=None):
+    """rollcallctl in the background (a Popen, text mode)."""
+    exe = os.path.join(os.path.dirname(harness.BIN), "rollcallctl")
+    e = dict(os.environ)
+    e["ROLLCALL_URL"] = f"http://{harness.HOST}:{port or srv.port}"
+    e["PATH"] = os.path.dirname(os.path.abspath(exe)) + ":" + e.get("PATH", "")
+    e.update(env or {})
+    return subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+
+def sessions_of(c):
+    return expect_json(c.get("/v1/sessions"), 200)["sessions"]
+
+
+@test
+def test_run_passes_the_exit_status_and_ends_the_session(ctx):
+    srv = ctx.start()
+    c = ctx.client(srv)
+    p = ctl_bg(srv, "run", "--name", "job", "--ttl", "5", "--", "sh", "-c",
+               'test -n "$ROLLCALL_SESSION" && test -n "$ROLLCALL_TOKEN" && test -s "$ROLLCALL_SESSION_FILE" '
+               '&& rollcallctl lookup job >/dev/null && exit 7')
+    out, err = p.communicate(timeout=15)
+    eq(p.returncode, 7, f"run exits with the command's status (the command saw its session): {err}")
+    t0 = time.monotonic()
+    wait_until_empty = harness.wait_until(lambda: sessions_of(c) == [], 1.0)
+    check(wait_until_empty is not None, f"session gone within a second of the command's end ({time.monotonic() - t0:.2f} s)")
+    eq(ctl(srv, "lookup", "job")[0], 1, "its name went with it")
+    p = ctl_bg(srv, "run", "--name", "sig", "--", "sh", "-c", "kill -9 $$")
+    p.communicate(timeout=15)
+    eq(p.returncode, 128 + 9, "a command killed by signal 9: 137")
+
+
+@test
+def test_run_with_a_taken_name_starts_nothing(ctx):
+    srv = ctx.start()
+    c = ctx.client(srv)
+    s = c.session()
+    expect_status(c.put_name("taken", None, s.token), 201)
+    marker = os.path.join(ctx_tmp(), "started")
+    rc, _, err = ctl(srv, "run", "--name", "taken", "--", "touch", marker)
+    eq(rc, 3, f"a taken name: 3 ({err.strip()})")
+    check(not os.path.exists(marker), "the command was not started")
+    eq(len(sessions_of(c)), 1, "the session run made is gone")
+
+
+def ctx_tmp():
+    import tempfile
+    return tempfile.mkdtemp(prefix="rollcallctl-test-")
+
+
+@test
+def test_sigterm_reaches_the_command_and_ends_the_session(ctx):
+    srv = ctx.start()
+    c = ctx.client(srv)
+    mark = os.path.join(ctx_tmp(), "term")
+    p = ctl_bg(srv, "run", "--name", "svc", "--", "sh", "-c",
+               f"trap 'echo got > {mark}; exit 0' TERM; while :; do sleep 0.1; done")
+    harness.wait_until(lambda: ctl(srv, "lookup", "svc")[0] == 0, 5.0)
+    p.send_signal(15)
+    p.communicate(timeout=10)
+    eq(p.returncode, 0, "run exits with the command's status after it handled SIGTERM")
+    check(os.path.exists(mark), "SIGTERM reached the command")
+    eq(sessions_of(c), [], "the session was deleted")
+
+
+@test
+def test_wait_name_elects_one_leader_at_a_time(ctx):
+    srv = ctx.start()
+    log = os.path.join(ctx_tmp(), "log")
+    ps = [ctl_bg(srv, "run", "--name", "leader", "--wait-name", "30", "--", "sh", "-c",
+                 f"echo start {i} >> {log}; sleep 0.6; echo end {i} >> {log}") for i in range(3)]
+    for p in ps:
+        p.communicate(timeout=40)
+        eq(p.returncode, 0, "each contender led once")
+    lines = open(log).read().split()
+    events = list(zip(lines[0::2], lines[1::2]))
+    eq(len(events), 6, f"3 terms: {events}")
+    for k in range(0, 6, 2):
+        eq((events[k][0], events[k + 1][0], events[k][1]), ("start", "end", events[k + 1][1]),
+           f"one leader at a time: {events}")
+    eq(sorted(e[1] for e in events[0::2]), ["0", "1", "2"], "every contender led")
+
+
+@test
+def test_recv_reply_answers_calls_and_follows_a_restart(ctx):
+    srv = ctx.start()
+    port = srv.port
+    p = ctl_bg(srv, "run", "--name", "echo", "--ttl", "3", "--", "rollcallctl", "recv", "--reply",
+               "sed 's/ping/pong/'")
+    try:
+        check(harness.wait_until(lambda: ctl(srv, "lookup", "echo")[0] == 0, 5.0) is not None, "echo registered")
+        rc, out, err = ctl(srv, "call", "name:echo", '"ping"', "--timeout", "5000")
+        eq((rc, out.strip()), (0, '"pong"'), f"recv --reply answered the call: {err}")
+        # the server restarts on the same port: run registers again, recv follows
+        srv.kill()
+        srv2 = ctx.start("--listen", f"{harness.HOST}:{port}", listen=False)
+        t0 = time.monotonic()
+        back = harness.wait_until(lambda: ctl(srv2, "lookup", "echo")[0] == 0, 8.0)
+        check(back is not None, "the name registered again after the restart")
+        print(f"    # registered again {back - t0:.2f} s after the new server started (--ttl 3)")
+        ok = harness.wait_until(
+            lambda: ctl(srv2, "call", "name:echo", '"ping"', "--timeout", "2000")[1].strip() == '"pong"', 8.0)
+        check(ok is not None, "calls answered again after the restart")
+    finally:
+        p.send_signal(15)
+        p.communicate(timeout=10)
