@@ -428,6 +428,128 @@ int rc_stats(struct rc *c, struct rc_result *r)
 	return rc_request(c, "GET", "/v1/stats", NULL, NULL, 0, r);
 }
 
+/* --- the event stream --- */
+
+struct sse {
+	bool (*on_event)(void *ctx, const char *type, const cJSON *data);
+	void *ctx;
+	struct buf line;   /* the line being read */
+	char type[48];     /* the block's event: */
+	struct buf data;   /* the block's data: lines */
+	bool stopped;
+};
+
+/* One line of the stream (without its end); an empty one ends a block. */
+static bool sse_line(struct sse *e, const char *l, size_t n)
+{
+	if (n == 0) {
+		if (e->data.len) {
+			cJSON *j = cJSON_ParseWithLength(e->data.p, e->data.len);
+			bool go = !j || e->on_event(e->ctx, e->type[0] ? e->type : "message", j);
+			cJSON_Delete(j);
+			if (!go)
+				return false;
+		}
+		e->type[0] = '\0';
+		e->data.len = 0;
+		return true;
+	}
+	if (n > 6 && !strncmp(l, "event:", 6)) {
+		l += 6;
+		n -= 6;
+		if (*l == ' ')
+			l++, n--;
+		snprintf(e->type, sizeof(e->type), "%.*s", (int)n, l);
+	} else if (n >= 5 && !strncmp(l, "data:", 5)) {
+		l += 5;
+		n -= 5;
+		if (n && *l == ' ')
+			l++, n--;
+		if (e->data.len)
+			on_body("\n", 1, 1, &e->data);
+		on_body((char *)l, 1, n, &e->data);
+	}
+	return !e->data.oom;
+}
+
+static size_t on_stream(char *p, size_t size, size_t n, void *ctx)
+{
+	struct sse *e = ctx;
+	size_t len = size * n, i, start = 0;
+
+	for (i = 0; i < len; i++) {
+		if (p[i] != '\n')
+			continue;
+		on_body(p + start, 1, i - start, &e->line);
+		if (e->line.len && e->line.p[e->line.len - 1] == '\r')
+			e->line.len--;
+		if (!sse_line(e, e->line.p ? e->line.p : "", e->line.len)) {
+			e->stopped = true;
+			return 0; /* ends the transfer */
+		}
+		e->line.len = 0;
+		start = i + 1;
+	}
+	if (start < len)
+		on_body(p + start, 1, len - start, &e->line);
+	return e->line.oom ? 0 : len;
+}
+
+int rc_events(struct rc *c, const char *prefix, uint64_t last_id,
+	      bool (*on_event)(void *ctx, const char *type, const cJSON *data), void *ctx, struct rc_result *r)
+{
+	struct sse e = { .on_event = on_event, .ctx = ctx };
+	struct curl_slist *h = NULL, *t;
+	char *q = prefix ? query_value(prefix) : NULL, *url, lid[48];
+	size_t n = strlen(c->url) + (q ? strlen(q) : 0) + 32;
+	CURLcode cc;
+	long status = 0;
+
+	rc_result_clear(r);
+	url = malloc(n);
+	if (!url || (prefix && !q)) {
+		free(url);
+		free(q);
+		return nomem(r);
+	}
+	snprintf(url, n, "%s/v1/events%s%s", c->url, q ? "?prefix=" : "", q ? q : "");
+	free(q);
+	h = curl_slist_append(h, "Accept: text/event-stream");
+	if (h && c->auth && (t = curl_slist_append(h, c->auth)))
+		h = t;
+	if (h && last_id) {
+		snprintf(lid, sizeof(lid), "Last-Event-ID: %llu", (unsigned long long)last_id);
+		if ((t = curl_slist_append(h, lid)))
+			h = t;
+	}
+	curl_easy_reset(c->curl);
+	curl_easy_setopt(c->curl, CURLOPT_URL, url);
+	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_stream);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &e);
+	/* a stream that says nothing for a minute is taken as dead: reconnect */
+	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 60L);
+	cc = curl_easy_perform(c->curl);
+	curl_slist_free_all(h);
+	free(url);
+	free(e.line.p);
+	free(e.data.p);
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+	r->status = (int)status;
+	if (e.stopped || (cc == CURLE_OK && status == 200) || (status == 200 && cc != CURLE_OK))
+		return r->status = status ? (int)status : 200; /* ended by us, or the server closed it */
+	if (status >= 400) {
+		set_error(r, status == 401 ? "unauthorized" : status == 403 ? "read_only" : "http_error",
+			  "The server refused the event stream.");
+		return r->status;
+	}
+	set_error(r, "unreachable", curl_easy_strerror(cc));
+	return r->status = 0;
+}
+
 /* --- helpers --- */
 
 char *rc_target(const char *spec, char *err, size_t errlen)

@@ -35,6 +35,8 @@ static const char usage_text[] =
 	"  run [--name N]... [--prop K[=JSON]]... [--group G[=JSON]]... [--value JSON] [--ttl S]\n"
 	"      [--label L] [--wait-name S] [--on-lost=reregister|exit] -- CMD ARGS...\n"
 	"                                        hold a session (and names) while CMD runs\n"
+	"  watch [--prefix P]                    follow changes; resumes after a dropped connection,\n"
+	"                                        lists again after a reset\n"
 	"exit status: 0 done, 1 not found or empty, 2 usage or refused as bad, 3 conflict,\n"
 	"4 unreachable or unable to serve, 5 a deadline reached\n";
 
@@ -761,6 +763,104 @@ static int cmd_run(struct rc *c, const char *url, int argc, char **argv)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 4;
 }
 
+/* --- watch: follow the registry's changes --- */
+
+struct watch {
+	uint64_t last;   /* the last index seen: a reconnection resumes after it */
+	bool relist;     /* a reset came: list again before following on */
+};
+
+static void print_event(const char *type, const cJSON *data)
+{
+	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(data, "index");
+	const cJSON *key = cJSON_GetObjectItemCaseSensitive(data, "key");
+	const cJSON *group = cJSON_GetObjectItemCaseSensitive(data, "group");
+	const cJSON *sess = cJSON_GetObjectItemCaseSensitive(data, "session");
+	const cJSON *val = cJSON_GetObjectItemCaseSensitive(data, "value");
+	char *v;
+
+	if (json_out) {
+		print_json(data);
+		return;
+	}
+	v = val ? cJSON_PrintUnformatted(val) : NULL;
+	printf("%-8.0f %-18s %-24s %-16s %s\n", cJSON_IsNumber(idx) ? idx->valuedouble : 0.0, type,
+	       cJSON_IsString(key) ? key->valuestring : cJSON_IsString(group) ? group->valuestring : "-",
+	       cJSON_IsString(sess) ? sess->valuestring : "-", v ? v : "");
+	free(v);
+}
+
+static bool on_watch_event(void *ctx, const char *type, const cJSON *data)
+{
+	struct watch *w = ctx;
+	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(data, "index");
+
+	print_event(type, data);
+	if (cJSON_IsNumber(idx))
+		w->last = (uint64_t)idx->valuedouble;
+	if (!strcmp(type, "reset")) { /* the server lost our place: list what is there now */
+		w->relist = true;
+		return false;
+	}
+	return true;
+}
+
+/* After a reset: the names under prefix as they are now, as "listed"
+ * lines (the events that follow apply to them). */
+static int relist(struct rc *c, const char *prefix)
+{
+	struct rc_result r = { 0 };
+	const cJSON *it;
+
+	rc_list(c, "names", prefix, &r);
+	if (r.status != 200) {
+		int code = finish(&r);
+		rc_result_clear(&r);
+		return code ? code : 4;
+	}
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(r.json, "names")) {
+		cJSON *line = cJSON_Duplicate(it, true);
+		if (line) {
+			cJSON_AddStringToObject(line, "type", "listed");
+			print_event("listed", line);
+			cJSON_Delete(line);
+		}
+	}
+	rc_result_clear(&r);
+	return 0;
+}
+
+static int cmd_watch(struct rc *c, int argc, char **argv)
+{
+	const char *prefix = NULL;
+	struct watch w = { 0 };
+	struct rc_result r = { 0 };
+	bool said = false;
+
+	if (argc == 2 && !strcmp(argv[0], "--prefix"))
+		prefix = argv[1];
+	else if (argc != 0)
+		return usage("watch [--prefix P]");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (;;) {
+		rc_events(c, prefix, w.last, on_watch_event, &w, &r);
+		if (r.status == 401 || r.status == 403)
+			return finish(&r);
+		if (w.relist) {
+			w.relist = false;
+			if (relist(c, prefix) == 0)
+				continue; /* on from the reset's index */
+		}
+		if (!said) {
+			fprintf(stderr, "rollcallctl: watch: the stream ended (%s); reconnecting\n",
+				r.error[0] ? r.message : "closed");
+			said = true;
+		}
+		rc_result_clear(&r);
+		sleep_ms(500);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *url = getenv("ROLLCALL_URL"), *token = getenv("ROLLCALL_AUTH_TOKEN");
@@ -806,6 +906,8 @@ int main(int argc, char **argv)
 		code = cmd_stats(c, argc - i - 1);
 	else if (!strcmp(argv[i], "recv"))
 		code = cmd_recv(c, argc - i - 1, argv + i + 1);
+	else if (!strcmp(argv[i], "watch"))
+		code = cmd_watch(c, argc - i - 1, argv + i + 1);
 	else if (!strcmp(argv[i], "run"))
 		code = cmd_run(c, url, argc - i - 1, argv + i + 1);
 	else

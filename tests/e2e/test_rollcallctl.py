@@ -274,3 +274,34 @@ def test_recv_reply_answers_calls_and_follows_a_restart(ctx):
     finally:
         p.send_signal(15)
         p.communicate(timeout=10)
+
+
+@test
+def test_watch_follows_changes_across_a_restart(ctx):
+    srv = ctx.start()
+    port = srv.port
+    p = ctl_bg(srv, "--json", "watch", "--prefix", "w/")
+    try:
+        time.sleep(0.5)
+        c = ctx.client(srv)
+        s = c.session()
+        expect_status(c.put_name("w/one", 1, s.token), 201)
+        expect_status(c.put_name("other", 1, s.token), 201)  # not under the prefix
+        time.sleep(0.3)
+        srv.kill()
+        srv2 = ctx.start("--listen", f"{harness.HOST}:{port}", listen=False)
+        time.sleep(1.5)  # watch reconnects (every 0.5 s) with an index the new server is behind: reset, list again
+        c2 = ctx.client(srv2)
+        s2 = c2.session()
+        expect_status(c2.put_name("w/two", 2, s2.token), 201)
+        time.sleep(1.0)
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=10)
+    events = [json.loads(line) for line in out.splitlines()]
+    kinds = [(e["type"], e.get("key")) for e in events]
+    check(("name_registered", "w/one") in kinds, f"the first server's event: {kinds}")
+    check(("name_registered", "other") not in kinds, f"--prefix keeps others out: {kinds}")
+    check(("reset", None) in kinds, f"a reset after the restart (the index went back): {kinds}")
+    after_reset = kinds[kinds.index(("reset", None)):]
+    check(("name_registered", "w/two") in after_reset, f"the stream goes on after the reset: {after_reset}")
