@@ -222,10 +222,13 @@ def ctx_tmp():
 def test_sigterm_reaches_the_command_and_ends_the_session(ctx):
     srv = ctx.start()
     c = ctx.client(srv)
-    mark = os.path.join(ctx_tmp(), "term")
+    tmp = ctx_tmp()
+    mark, ready = os.path.join(tmp, "term"), os.path.join(tmp, "ready")
     p = ctl_bg(srv, "run", "--name", "svc", "--", "sh", "-c",
-               f"trap 'echo got > {mark}; exit 0' TERM; while :; do sleep 0.1; done")
-    harness.wait_until(lambda: ctl(srv, "lookup", "svc")[0] == 0, 5.0)
+               f"trap 'echo got > {mark}; exit 0' TERM; touch {ready}; while :; do sleep 0.1; done")
+    # the command has its trap in place (the name is registered before it starts)
+    check(harness.wait_until(lambda: os.path.exists(ready), 5.0) is not None, "the command started")
+    eq(ctl(srv, "lookup", "svc")[0], 0, "its name is held meanwhile")
     p.send_signal(15)
     p.communicate(timeout=10)
     eq(p.returncode, 0, "run exits with the command's status after it handled SIGTERM")
