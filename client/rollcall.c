@@ -495,7 +495,7 @@ static size_t on_stream(char *p, size_t size, size_t n, void *ctx)
 	return e->line.oom ? 0 : len;
 }
 
-int rc_events(struct rc *c, const char *prefix, uint64_t last_id,
+int rc_events(struct rc *c, const char *prefix, int64_t after,
 	      bool (*on_event)(void *ctx, const char *type, const cJSON *data), void *ctx, struct rc_result *r)
 {
 	struct sse e = { .on_event = on_event, .ctx = ctx };
@@ -517,8 +517,8 @@ int rc_events(struct rc *c, const char *prefix, uint64_t last_id,
 	h = curl_slist_append(h, "Accept: text/event-stream");
 	if (h && c->auth && (t = curl_slist_append(h, c->auth)))
 		h = t;
-	if (h && last_id) {
-		snprintf(lid, sizeof(lid), "Last-Event-ID: %llu", (unsigned long long)last_id);
+	if (h && after >= 0) {
+		snprintf(lid, sizeof(lid), "Last-Event-ID: %lld", (long long)after);
 		if ((t = curl_slist_append(h, lid)))
 			h = t;
 	}

@@ -85,12 +85,12 @@ int rc_reply(struct rc *c, const struct rc_session *s, const char *call_id, cons
 int rc_stats(struct rc *c, struct rc_result *r);
 
 /* Follows GET /v1/events as a Server-Sent Events stream (prefix may be
- * NULL; last_id: resume after that index, sent as Last-Event-ID, or 0 for
- * the next change). on_event gets each event's type and its data (a JSON
- * object); returning false ends the stream. Returns when the stream ends:
- * r->status 200 when it ended by on_event or by the server closing it
- * (reconnect), else the error. */
-int rc_events(struct rc *c, const char *prefix, uint64_t last_id,
+ * NULL; after: resume after that index (0 included), sent as
+ * Last-Event-ID; -1: from the next change). on_event gets each event's
+ * type and its data (a JSON object); returning false ends the stream.
+ * Returns when the stream ends: r->status 200 when it ended by on_event or
+ * by the server closing it (reconnect), else the error. */
+int rc_events(struct rc *c, const char *prefix, int64_t after,
 	      bool (*on_event)(void *ctx, const char *type, const cJSON *data), void *ctx, struct rc_result *r);
 
 /* --- helpers --- */

@@ -636,9 +636,10 @@ static int take_session(struct rc *c, unsigned ttl, const char *label, const str
 	return 0;
 }
 
-static int cmd_run(struct rc *c, const char *url, int argc, char **argv)
+/* run, with its entries in e (n of them, filled here; the caller frees
+ * their keys whatever this returns). */
+static int run_with(struct rc *c, const char *url, int argc, char **argv, struct entry *e, size_t *np)
 {
-	struct entry e[256];
 	size_t n = 0, i;
 	unsigned ttl = 15;
 	const char *label = NULL, *value = NULL;
@@ -676,9 +677,9 @@ static int cmd_run(struct rc *c, const char *url, int argc, char **argv)
 			e[n].kind = f[2] == 'n' ? "names" : f[2] == 'p' ? "props" : "groups";
 			e[n].key = eq ? strndup(v, (size_t)(eq - v)) : strdup(v);
 			e[n].value = eq ? eq + 1 : NULL;
-			if (!e[n].key || (e[n].value && !json_arg(e[n].value)))
+			*np = ++n;
+			if (!e[n - 1].key || (e[n - 1].value && !json_arg(e[n - 1].value)))
 				return EXIT_USAGE;
-			n++;
 		} else {
 			return usage("run: unknown flag");
 		}
@@ -756,17 +757,26 @@ static int cmd_run(struct rc *c, const char *url, int argc, char **argv)
 	rc_session_delete(c, &s, &r);
 	rc_result_clear(&r);
 	unlink(path);
-	for (i = 0; i < n; i++)
-		free(e[i].key);
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 4;
 }
 
+static int cmd_run(struct rc *c, const char *url, int argc, char **argv)
+{
+	struct entry e[256];
+	size_t n = 0, i;
+	int code = run_with(c, url, argc, argv, e, &n);
+
+	for (i = 0; i < n; i++)
+		free(e[i].key);
+	return code;
+}
+
 /* --- watch: follow the registry's changes --- */
 
 struct watch {
-	uint64_t last;   /* the last index seen: a reconnection resumes after it */
+	int64_t last;    /* the last index seen: a reconnection resumes after it; -1 none yet */
 	bool relist;     /* a reset came: list again before following on */
 };
 
@@ -797,7 +807,7 @@ static bool on_watch_event(void *ctx, const char *type, const cJSON *data)
 
 	print_event(type, data);
 	if (cJSON_IsNumber(idx))
-		w->last = (uint64_t)idx->valuedouble;
+		w->last = (int64_t)idx->valuedouble;
 	if (!strcmp(type, "reset")) { /* the server lost our place: list what is there now */
 		w->relist = true;
 		return false;
@@ -833,7 +843,7 @@ static int relist(struct rc *c, const char *prefix)
 static int cmd_watch(struct rc *c, int argc, char **argv)
 {
 	const char *prefix = NULL;
-	struct watch w = { 0 };
+	struct watch w = { .last = -1 };
 	struct rc_result r = { 0 };
 	bool said = false;
 

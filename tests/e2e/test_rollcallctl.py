@@ -284,8 +284,11 @@ def test_watch_follows_changes_across_a_restart(ctx):
     srv = ctx.start()
     port = srv.port
     p = ctl_bg(srv, "--json", "watch", "--prefix", "w/")
+
+    def streaming(server):
+        return expect_json(ctx.client(server).get("/v1/stats"), 200)["streams_open"] == 1
     try:
-        time.sleep(0.5)
+        check(harness.wait_until(lambda: streaming(srv), 10.0) is not None, "watch opened its stream")
         c = ctx.client(srv)
         s = c.session()
         expect_status(c.put_name("w/one", 1, s.token), 201)
@@ -293,7 +296,8 @@ def test_watch_follows_changes_across_a_restart(ctx):
         time.sleep(0.3)
         srv.kill()
         srv2 = ctx.start("--listen", f"{harness.HOST}:{port}", listen=False)
-        time.sleep(1.5)  # watch reconnects (every 0.5 s) with an index the new server is behind: reset, list again
+        # watch reconnects (every 0.5 s) with an index the new server is behind: reset, list again
+        check(harness.wait_until(lambda: streaming(srv2), 10.0) is not None, "watch reconnected")
         c2 = ctx.client(srv2)
         s2 = c2.session()
         expect_status(c2.put_name("w/two", 2, s2.token), 201)
