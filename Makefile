@@ -24,7 +24,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
 
-.PHONY: all run test unit e2e asan bench bench-cluster soak cluster cluster-test fuzz deps clean
+.PHONY: all run test unit e2e asan bench bench-cluster soak cluster cluster-test fuzz deps clean install
 
 all: $(BUILD)/rollcall $(BUILD)/rollcallctl $(BUILD)/librollcall.a
 
@@ -153,6 +153,25 @@ cluster: deps
 cluster-test: deps
 	@$(MAKE) --no-print-directory all
 	python3 tests/cluster/run_cluster.py $(BUILD)/rollcall
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the server, rollcallctl,
+# librollcall (static) with its header and pkg-config file, the man pages,
+# and the systemd unit with its flags file (the unit runs as the user
+# rollcall: create it with `useradd --system rollcall`).
+PREFIX  ?= /usr/local
+VERSION := 0.16
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)/etc/default
+	install -m 755 $(BUILD)/rollcall $(BUILD)/rollcallctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/librollcall.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 client/rollcall.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' packaging/rollcall.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/rollcall.pc
+	install -m 644 man/rollcall.1 man/rollcallctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	sed -e 's|/usr/bin/rollcall|$(PREFIX)/bin/rollcall|' packaging/rollcall.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/rollcall.service
+	test -e $(DESTDIR)/etc/default/rollcall || install -m 644 packaging/rollcall.default $(DESTDIR)/etc/default/rollcall
 
 clean:
 	rm -rf build

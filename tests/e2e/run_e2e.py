@@ -45,6 +45,7 @@ import test_node_inputs  # noqa: E402,F401
 import test_waiting  # noqa: E402,F401
 import test_framing  # noqa: E402,F401
 import test_rollcallctl  # noqa: E402,F401
+import test_install  # noqa: E402,F401
 
 OVERALL_LIMIT = 150.0  # seconds; the suite normally takes well under 60
 CONFORMANCE_LIMIT = 10.0  # seconds at most for the conformance check (it takes under one)
