@@ -24,7 +24,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 STORE_OBJ := $(filter $(BUILD)/obj/store/%,$(LIB_OBJ))
 
-.PHONY: all run test unit e2e asan bench bench-cluster soak cluster cluster-test fuzz deps clean install
+.PHONY: all run test unit e2e asan bench bench-cluster soak cluster cluster-test fuzz deps clean install deb
 
 all: $(BUILD)/rollcall $(BUILD)/rollcallctl $(BUILD)/librollcall.a
 
@@ -172,6 +172,27 @@ install: all
 	sed -e 's|/usr/bin/rollcall|$(PREFIX)/bin/rollcall|' packaging/rollcall.service \
 		> $(DESTDIR)$(PREFIX)/lib/systemd/system/rollcall.service
 	test -e $(DESTDIR)/etc/default/rollcall || install -m 644 packaging/rollcall.default $(DESTDIR)/etc/default/rollcall
+
+# make deb: build/rollcall_<version>_<arch>.deb with dpkg-deb, from make
+# install into build/deb (binaries stripped, docs as Debian wants them).
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB      := $(BUILD)/rollcall_$(VERSION)_$(DEB_ARCH).deb
+deb: all
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/DEBIAN $(BUILD)/deb/usr/share/doc/rollcall $(BUILD)/deb/lib/systemd/system
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(BUILD)/deb PREFIX=/usr
+	mv $(BUILD)/deb/usr/lib/systemd/system/rollcall.service $(BUILD)/deb/lib/systemd/system/
+	rm -r $(BUILD)/deb/usr/lib/systemd
+	strip --remove-section=.comment --remove-section=.note $(BUILD)/deb/usr/bin/rollcall $(BUILD)/deb/usr/bin/rollcallctl
+	strip --strip-debug $(BUILD)/deb/usr/lib/librollcall.a
+	gzip -9n $(BUILD)/deb/usr/share/man/man1/*.1
+	install -m 644 packaging/debian/copyright $(BUILD)/deb/usr/share/doc/rollcall/copyright
+	sed 's|@VERSION@|$(VERSION)|' packaging/debian/changelog | gzip -9n > $(BUILD)/deb/usr/share/doc/rollcall/changelog.gz
+	install -m 755 packaging/debian/postinst $(BUILD)/deb/DEBIAN/postinst
+	echo /etc/default/rollcall > $(BUILD)/deb/DEBIAN/conffiles
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' \
+		-e "s|@SIZE@|$$(du -sk --exclude=DEBIAN $(BUILD)/deb | cut -f1)|" packaging/debian/control.in \
+		> $(BUILD)/deb/DEBIAN/control
+	dpkg-deb --root-owner-group -Zxz --build $(BUILD)/deb $(DEB)
 
 clean:
 	rm -rf build

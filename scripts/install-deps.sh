@@ -3,7 +3,7 @@
 # `make run` and `make test`; quick when everything is already there.
 # Usage: scripts/install-deps.sh [extra-package ...]
 set -e
-pkgs="gcc libc6-dev make pkg-config libmicrohttpd-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev etcd-server python3 python3-yaml curl jq xxd mandoc groff-base $*"
+pkgs="gcc libc6-dev make pkg-config libmicrohttpd-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev etcd-server python3 python3-yaml curl jq xxd mandoc groff-base lintian $*"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

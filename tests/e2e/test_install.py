@@ -86,3 +86,42 @@ def test_make_install_into_a_root(ctx):
             eq((v.returncode, v.stderr.strip()), (0, ""), "systemd-analyze verify")
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+@test
+def test_make_deb_passes_lintian_and_its_binaries_work(ctx):
+    build = os.path.relpath(os.path.dirname(os.path.abspath(harness.BIN)), ROOT)
+    if build != "build":
+        print("    # make deb is checked with the plain build only")
+        return
+    p = subprocess.run(["make", "--no-print-directory", "-C", ROOT, "deb"], capture_output=True, text=True,
+                       timeout=300)
+    eq(p.returncode, 0, f"make deb: {p.stderr[-600:]}")
+    debs = [f for f in os.listdir(os.path.join(ROOT, "build")) if f.startswith("rollcall_") and f.endswith(".deb")]
+    eq(len(debs), 1, f"one package in build/: {debs}")
+    deb = os.path.join(ROOT, "build", debs[0])
+    if shutil.which("lintian"):
+        li = subprocess.run(["lintian", deb], capture_output=True, text=True, timeout=300)
+        errors = [ln for ln in (li.stdout + li.stderr).splitlines() if ln.startswith("E:")]
+        eq(errors, [], "lintian errors")
+        print(f"    # lintian: {len([ln for ln in li.stdout.splitlines() if ln.startswith('W:')])} warnings, no error")
+    root = tempfile.mkdtemp(prefix="rollcall-deb-")
+    try:
+        x = subprocess.run(["dpkg", "-x", deb, root], capture_output=True, text=True, timeout=60)
+        eq(x.returncode, 0, f"dpkg -x: {x.stderr}")
+        for f in ("usr/bin/rollcall", "usr/bin/rollcallctl", "lib/systemd/system/rollcall.service",
+                  "usr/share/man/man1/rollcall.1.gz", "usr/share/doc/rollcall/copyright", "etc/default/rollcall"):
+            check(os.path.isfile(os.path.join(root, f)), f"in the package: {f}")
+        harness_bin = harness.BIN
+        harness.BIN = os.path.join(root, "usr/bin/rollcall")
+        try:
+            srv = ctx.start()
+        finally:
+            harness.BIN = harness_bin
+        env = dict(os.environ, ROLLCALL_URL=f"http://{harness.HOST}:{srv.port}")
+        r = subprocess.run([os.path.join(root, "usr/bin/rollcallctl"), "stats"], capture_output=True, text=True,
+                           env=env, timeout=10)
+        eq(r.returncode, 0, f"the package's rollcallctl against its rollcall: {r.stderr}")
+        check(r.stdout.startswith("sessions"), r.stdout)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
