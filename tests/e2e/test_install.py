@@ -57,7 +57,10 @@ def test_make_install_into_a_root(ctx):
         flags = pc.stdout.split()
         check(any(x.startswith("-I") and x.endswith("/usr/include") for x in flags), f"cflags: {flags}")
         out = os.path.join(dest, "prog")
-        cc = subprocess.run(["cc", "-o", out, prog, *flags], capture_output=True, text=True, timeout=60)
+        # a sanitized build (make asan) installs a sanitized library: link it so
+        san = [] if os.path.basename(os.path.dirname(os.path.abspath(harness.BIN))) == "build" else \
+            ["-fsanitize=address,undefined"]
+        cc = subprocess.run(["cc", *san, "-o", out, prog, *flags], capture_output=True, text=True, timeout=60)
         eq(cc.returncode, 0, f"building against librollcall: {cc.stderr}")
         run = subprocess.run([out, f"http://{harness.HOST}:{srv.port}"], capture_output=True, text=True, timeout=10)
         eq((run.returncode, run.stdout.strip()), (0, "200"), "a program on librollcall got /v1/stats")
