@@ -79,6 +79,7 @@ struct loop {
 	uint64_t accept_paused_until; /* out of descriptors: the listening socket is unwatched until then */
 	size_t live_requests;
 	size_t suspended;
+	struct conn_req *parked;   /* the suspended requests (shutdown ends those still there) */
 	struct conn_state *heads, *heads_tail; /* awaiting a request head, by deadline */
 	struct closing *lingers;  /* sockets closing after an error answer (see below) */
 	size_t nlingers;
@@ -107,6 +108,7 @@ struct conn_req {
 	size_t body_len, body_cap;
 	bool started, too_large, nomem, suspended, watching, client_gone;
 	bool parked_stream;   /* suspended as a stream waiting for its next event */
+	struct conn_req *pprev, *pnext; /* in the loop's list of parked requests, while suspended */
 	bool waited;          /* was suspended at some point: not counted as latency */
 	bool bad_target;      /* a NUL byte in the request target */
 	const char *method;   /* as sent; MHD keeps it for the request's life */
@@ -286,7 +288,23 @@ static void unwatch(struct conn_req *r)
 static void park_count(struct conn_req *r, int d)
 {
 	struct metrics *m = r->loop->app->metrics;
+	struct loop *l = r->loop;
 
+	if (d > 0) {
+		r->pprev = NULL;
+		r->pnext = l->parked;
+		if (l->parked)
+			l->parked->pprev = r;
+		l->parked = r;
+	} else {
+		if (r->pprev)
+			r->pprev->pnext = r->pnext;
+		else
+			l->parked = r->pnext;
+		if (r->pnext)
+			r->pnext->pprev = r->pprev;
+		r->pprev = r->pnext = NULL;
+	}
 	r->loop->suspended += (size_t)(ssize_t)d;
 	if (d > 0)
 		r->parked_stream = r->req.stream != NULL;
@@ -1286,6 +1304,14 @@ int daemon_run(struct app *app)
 	}
 	rc = exit_rc;
 out:
+	/* Requests still parked at the end of the grace (a write etcd has not
+	 * answered) end as if their clients had gone, and each shard runs once
+	 * more to close them: libmicrohttpd refuses to stop a daemon that has
+	 * suspended connections. */
+	while (l.parked)
+		client_gone(l.parked);
+	for (i = 0; i < l.nshards; i++)
+		MHD_run(l.shards[i]->mhd);
 	/* requests end first: what they hold in the cluster goes with them */
 	for (i = 0; i < l.nshards; i++) {
 		MHD_stop_daemon(l.shards[i]->mhd);
