@@ -49,11 +49,11 @@ $(BUILD)/librollcall.a: $(CLIENT_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/rollcallctl: $(BUILD)/obj/client/rollcallctl.o $(CLIENT_OBJ)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) -pthread
 
 $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(CLIENT_OBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(CLIENT_OBJ) $(LDLIBS) $(TEST_LIBS) $(UNIT_LDFLAGS)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(CLIENT_OBJ) $(LDLIBS) $(TEST_LIBS) -pthread $(UNIT_LDFLAGS)
 
 # test_oom fails our own allocations one by one.
 $(BUILD)/unit/test_oom: UNIT_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <pthread.h>
+#include <time.h>
 
 #define DEFAULT_TIMEOUT_MS 30000L
 
@@ -548,6 +550,105 @@ int rc_events(struct rc *c, const char *prefix, int64_t after,
 	}
 	set_error(r, "unreachable", curl_easy_strerror(cc));
 	return r->status = 0;
+}
+
+/* --- keeping a session alive --- */
+
+uint64_t rc_heartbeat_due(const struct rc_session *s, uint64_t last_ms)
+{
+	unsigned ttl = s->ttl ? s->ttl : 15;
+
+	return last_ms + (uint64_t)ttl * 1000 / 3;
+}
+
+struct rc_keepalive {
+	struct rc *c;
+	struct rc_session s;
+	void (*on_lost)(void *ctx);
+	void *ctx;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+};
+
+static void *keepalive_main(void *arg)
+{
+	struct rc_keepalive *k = arg;
+	struct rc_result r = { 0 };
+	struct timespec until;
+	long wait_ms = (long)(k->s.ttl ? k->s.ttl : 15) * 1000 / 3;
+
+	pthread_mutex_lock(&k->mu);
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += wait_ms / 1000;
+		until.tv_nsec += (wait_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!k->stop && pthread_cond_timedwait(&k->cv, &k->mu, &until) == 0)
+			;
+		if (k->stop)
+			break;
+		pthread_mutex_unlock(&k->mu);
+		rc_session_heartbeat(k->c, &k->s, &r);
+		pthread_mutex_lock(&k->mu);
+		if (r.status == 404) { /* the session is gone: say so once, and stop */
+			rc_result_clear(&r);
+			pthread_mutex_unlock(&k->mu);
+			if (k->on_lost)
+				k->on_lost(k->ctx);
+			return NULL;
+		}
+		wait_ms = r.status == 0 ? 1000 : (long)(k->s.ttl ? k->s.ttl : 15) * 1000 / 3;
+		rc_result_clear(&r);
+	}
+	pthread_mutex_unlock(&k->mu);
+	return NULL;
+}
+
+struct rc_keepalive *rc_keepalive_start(const char *url, const char *auth_token, const struct rc_session *s,
+					void (*on_lost)(void *ctx), void *ctx)
+{
+	struct rc_keepalive *k = calloc(1, sizeof(*k));
+
+	if (!k)
+		return NULL;
+	k->c = rc_new(url, auth_token);
+	k->s = *s;
+	k->on_lost = on_lost;
+	k->ctx = ctx;
+	if (!k->c || pthread_mutex_init(&k->mu, NULL)) {
+		rc_free(k->c);
+		free(k);
+		return NULL;
+	}
+	pthread_cond_init(&k->cv, NULL);
+	if (pthread_create(&k->thread, NULL, keepalive_main, k)) {
+		pthread_cond_destroy(&k->cv);
+		pthread_mutex_destroy(&k->mu);
+		rc_free(k->c);
+		free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void rc_keepalive_stop(struct rc_keepalive *k)
+{
+	if (!k)
+		return;
+	pthread_mutex_lock(&k->mu);
+	k->stop = true;
+	pthread_cond_signal(&k->cv);
+	pthread_mutex_unlock(&k->mu);
+	pthread_join(k->thread, NULL);
+	pthread_cond_destroy(&k->cv);
+	pthread_mutex_destroy(&k->mu);
+	rc_free(k->c);
+	free(k);
 }
 
 /* --- helpers --- */

@@ -2,7 +2,8 @@
  *
  * A struct rc is one client: its server URL, its access token and one
  * kept-alive connection. It is not thread-safe: use one per thread (they
- * share nothing). There is no global state of the library's own; call
+ * share nothing). rc_keepalive_start() runs a thread with a client of its
+ * own; its start and stop may be called from any thread. There is no global state of the library's own; call
  * curl_global_init() once before the first rc_new() in a threaded program
  * (rc_new() does it otherwise, which is not thread-safe).
  *
@@ -92,6 +93,28 @@ int rc_stats(struct rc *c, struct rc_result *r);
  * by the server closing it (reconnect), else the error. */
 int rc_events(struct rc *c, const char *prefix, int64_t after,
 	      bool (*on_event)(void *ctx, const char *type, const cJSON *data), void *ctx, struct rc_result *r);
+
+/* --- keeping a session alive --- */
+
+/* On the caller's loop: when s's next heartbeat is due, in the caller's
+ * milliseconds, given when the last sign of life was (a third of its ttl
+ * later, so that two heartbeats can fail before the lease runs out). */
+uint64_t rc_heartbeat_due(const struct rc_session *s, uint64_t last_ms);
+
+/* On its own thread: heartbeats s (a copy is kept) at a third of its ttl
+ * through a client of its own (url, auth_token as rc_new), until
+ * rc_keepalive_stop(). When the server says the session is gone (404), the
+ * thread calls on_lost(ctx) once, from the thread, and stops beating; a
+ * heartbeat that gets no answer is tried again a second later. NULL when
+ * out of memory or when the thread cannot start. The thread is the only
+ * user of its client: the caller's own clients are untouched. */
+struct rc_keepalive;
+struct rc_keepalive *rc_keepalive_start(const char *url, const char *auth_token, const struct rc_session *s,
+					void (*on_lost)(void *ctx), void *ctx);
+
+/* Stops the thread (at once: it does not wait for a heartbeat's deadline
+ * longer than the one in flight) and frees it. */
+void rc_keepalive_stop(struct rc_keepalive *k);
 
 /* --- helpers --- */
 

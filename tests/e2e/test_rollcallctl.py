@@ -312,3 +312,61 @@ def test_watch_follows_changes_across_a_restart(ctx):
     check(("reset", None) in kinds, f"a reset after the restart (the index went back): {kinds}")
     after_reset = kinds[kinds.index(("reset", None)):]
     check(("name_registered", "w/two") in after_reset, f"the stream goes on after the reset: {after_reset}")
+
+
+KEEPALIVE_PROG = r"""
+#include <rollcall.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static volatile int lost;
+static void on_lost(void *ctx) { (void)ctx; lost = 1; }
+int main(int argc, char **argv)
+{
+	struct rc *c = rc_new(argv[1], NULL);
+	struct rc_session s;
+	struct rc_result r = { 0 };
+	struct rc_keepalive *k;
+	char path[64];
+	int i;
+
+	(void)argc;
+	if (rc_session_create(c, 2, "keepalive", &s, &r) != 201)
+		return 10;
+	k = rc_keepalive_start(argv[1], NULL, &s, on_lost, NULL);
+	if (!k)
+		return 11;
+	sleep(5); /* 2.5 ttls: only the keep-alive's heartbeats keep it */
+	snprintf(path, sizeof(path), "/v1/sessions/%s", s.id);
+	printf("after 5 s: %d\n", rc_request(c, "GET", path, NULL, NULL, 0, &r));
+	rc_session_delete(c, &s, &r); /* ended from here: the keep-alive hears 404 */
+	for (i = 0; i < 30 && !lost; i++)
+		usleep(100000);
+	printf("lost: %d\n", lost);
+	rc_keepalive_stop(k);
+	rc_result_clear(&r);
+	rc_free(c);
+	return 0;
+}
+"""
+
+
+@test
+def test_librollcall_keepalive_thread(ctx):
+    srv = ctx.start()
+    build = os.path.dirname(os.path.abspath(harness.BIN))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tmp = ctx_tmp()
+    src, exe = os.path.join(tmp, "ka.c"), os.path.join(tmp, "ka")
+    with open(src, "w") as f:
+        f.write(KEEPALIVE_PROG)
+    san = [] if os.path.basename(build) == "build" else ["-fsanitize=address,undefined"]
+    pc = subprocess.run(["pkg-config", "--cflags", "--libs", "libcurl", "libcjson"], capture_output=True, text=True)
+    cc = subprocess.run(["cc", *san, "-I", os.path.join(os.path.dirname(root), "client"), "-o", exe, src,
+                         os.path.join(build, "librollcall.a"), *pc.stdout.split(), "-pthread"],
+                        capture_output=True, text=True, timeout=60)
+    eq(cc.returncode, 0, f"a program on librollcall: {cc.stderr}")
+    p = subprocess.run([exe, f"http://{harness.HOST}:{srv.port}"], capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, f"the program: {p.stderr}")
+    eq(p.stdout.split("\n")[:2], ["after 5 s: 200", "lost: 1"],
+       "a ttl-2 session kept 5 s by the keep-alive thread; its end told to on_lost")

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -109,6 +110,42 @@ static void test_no_server_is_unreachable(void **state)
 	rc_free(c);
 }
 
+static void test_heartbeat_due_at_a_third_of_the_ttl(void **state)
+{
+	struct rc_session s = { .ttl = 15 };
+
+	(void)state;
+	assert_int_equal(rc_heartbeat_due(&s, 1000), 6000);
+	s.ttl = 3;
+	assert_int_equal(rc_heartbeat_due(&s, 0), 1000);
+	s.ttl = 0; /* unknown: the server's default 15 */
+	assert_int_equal(rc_heartbeat_due(&s, 0), 5000);
+}
+
+static int lost_calls;
+
+static void on_lost(void *ctx)
+{
+	(void)ctx;
+	lost_calls++;
+}
+
+static void test_keepalive_with_no_server_retries_and_stops_at_once(void **state)
+{
+	struct rc_session s = { .id = "0123456789abcdef", .token = "0123456789abcdef0123456789abcdef", .ttl = 3 };
+	struct rc_keepalive *k = rc_keepalive_start("http://127.0.0.1:1", NULL, &s, on_lost, NULL);
+	struct timespec t0, t1, nap = { 1, 500000000L };
+
+	(void)state;
+	assert_non_null(k);
+	nanosleep(&nap, NULL); /* a beat at 1 s fails (nothing listens): tried again, not "lost" */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc_keepalive_stop(k);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(lost_calls, 0);
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 900);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -117,6 +154,8 @@ int main(void)
 		cmocka_unit_test(test_bad_targets_refused),
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_no_server_is_unreachable),
+		cmocka_unit_test(test_heartbeat_due_at_a_third_of_the_ttl),
+		cmocka_unit_test(test_keepalive_with_no_server_retries_and_stops_at_once),
 	};
 	return cmocka_run_group_tests_name("client", tests, NULL, NULL);
 }
