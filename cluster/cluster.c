@@ -1764,9 +1764,9 @@ struct op {
 	struct clean_item *leftover; /* a session's names that did not fit its end's transaction */
 	uint64_t delivered;
 	struct jw full, unreachable;
-	/* a forward: where it went, whether a call, the cluster's list of them */
+	/* a forward (or a call delivered elsewhere): where it went, the cluster's list of them */
 	char home[65];
-	bool is_call, listed;
+	bool listed;
 	struct op *fprev, *fnext;
 	/* a message, call or reply sent through the mail (OP_MAIL) */
 	struct mail_item *mi;
@@ -2762,11 +2762,7 @@ static void forward_done(void *ctx, const struct httpc_result *res)
 	if (res->status == 0) {
 		cl->forward_failures++;
 		op->kind = OP_CATCH_UP; /* answered as an error */
-		if (op->is_call) /* the connection to the receiver's home broke, or it stopped answering */
-			op_fail(op, res->timed_out ? ERR_CALL_TIMEOUT : ERR_RECEIVER_GONE,
-				res->timed_out ? NULL : "The connection to the called session's node broke.");
-		else
-			op_fail(op, ERR_NODE_UNREACHABLE, NULL);
+		op_fail(op, ERR_NODE_UNREACHABLE, NULL);
 		return;
 	}
 	op->status = res->status;
@@ -2792,22 +2788,15 @@ static void touch_done(void *ctx, const cJSON *r, bool timed_out)
 	(void)timed_out;
 }
 
-/* The deadline of a forward: a call's timeout_ms or a receive's wait
- * (the node there answers at it), and some slack; else 15 s. */
-static unsigned forward_timeout(struct http_request *req, bool *is_call)
+/* The deadline of a forward: a receive's wait (the node there answers at
+ * it) and some slack; else 15 s. (Sends and calls are not forwarded: they
+ * go through the mail.) */
+static unsigned forward_timeout(struct http_request *req)
 {
 	const char *v;
 	size_t n;
 	uint64_t wait = 0;
 
-	*is_call = req->path_len == 8 && !memcmp(req->path, "/v1/call", 8);
-	if (*is_call) {
-		cJSON *root = cJSON_ParseWithLength(req->body, req->body_len);
-		const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "timeout_ms");
-		double ms = cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble <= 300000 ? t->valuedouble : 5000;
-		cJSON_Delete(root);
-		return (unsigned)ms + 3000;
-	}
 	if (uri_query_find(req->query, req->query_len, "wait", &v, &n)) {
 		struct http_reply scratch = { 0 };
 		if (!query_uint(req, &scratch, "wait", 0, &wait) || wait > 300)
@@ -2858,8 +2847,7 @@ static void forwards_fail(struct cluster *cl, const char *home)
 			httpc_cancel(cl->hc, op->hr);
 		op->hr = NULL;
 		op->kind = OP_CATCH_UP; /* answered as an error */
-		op_fail(op, op->is_call ? ERR_RECEIVER_GONE : ERR_NODE_UNREACHABLE,
-			op->is_call ? "The called session's node was lost while the call waited." : NULL);
+		op_fail(op, ERR_NODE_UNREACHABLE, NULL);
 	}
 }
 
@@ -2877,12 +2865,10 @@ static void forward(struct cluster *cl, struct http_request *req, struct http_re
 	const char *hdrs[7];
 	size_t nh = 0, n;
 	unsigned timeout;
-	bool is_call;
 
 	if (!op)
 		return;
-	timeout = forward_timeout(req, &is_call);
-	op->is_call = is_call;
+	timeout = forward_timeout(req);
 	snprintf(op->home, sizeof(op->home), "%s", nd->name);
 	n = strlen(url) + req->path_len + (req->query ? req->query_len + 1 : 0) + 1;
 	full = malloc(n);
@@ -3128,7 +3114,6 @@ bool cluster_call_to(struct http_request *req, struct http_reply *rep, const str
 
 	if (!op)
 		return false;
-	op->is_call = true;
 	op->call = c;
 	return true;
 }

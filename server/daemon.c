@@ -78,7 +78,6 @@ struct loop {
 	size_t connections, max_connections;
 	uint64_t accept_paused_until; /* out of descriptors: the listening socket is unwatched until then */
 	size_t live_requests;
-	size_t suspended;
 	struct conn_req *parked;   /* the suspended requests (shutdown ends those still there) */
 	struct conn_state *heads, *heads_tail; /* awaiting a request head, by deadline */
 	struct closing *lingers;  /* sockets closing after an error answer (see below) */
@@ -305,7 +304,6 @@ static void park_count(struct conn_req *r, int d)
 			r->pnext->pprev = r->pprev;
 		r->pprev = r->pnext = NULL;
 	}
-	r->loop->suspended += (size_t)(ssize_t)d;
 	if (d > 0)
 		r->parked_stream = r->req.stream != NULL;
 	if (!m)
@@ -1246,7 +1244,7 @@ int daemon_run(struct app *app)
 		if (l.due)
 			timeout = 0;
 		if (app->shutting_down) {
-			if ((l.live_requests == 0 && l.suspended == 0 &&
+			if ((l.live_requests == 0 && !l.parked &&
 			     (!app->cluster || cluster_leave(app->cluster, now))) || now >= stop_by)
 				break;
 			if (timeout < 0 || timeout > 50)
